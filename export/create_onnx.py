@@ -1,0 +1,219 @@
+"""Stage 1 of export: Ultralytics .pt -> the detector's ONNX graph, NMS and box mapping inside.
+
+Ultralytics exports the network (`output0`: [B, 4 + classes, anchors], boxes as cx, cy, w, h in
+letterboxed pixels). This script wraps that graph with onnx-graphsurgeon, in the manner of
+TensorRT's detectron2 sample:
+
+    images    UINT8 [B, 3, S, S]  (letterboxed RGB) -> Cast, /255 -> the network
+    letterbox FP32  [B, 6]        (pad_x, pad_y, scale_x, scale_y, width, height per image)
+    network -> cx,cy,w,h -> x1,y1,x2,y2; each anchor keeps only its best class (as Ultralytics'
+    NMS does with multi_label=False) -> NMS -> top K -> (box - pad) / scale, clipped to the image
+    -> num_dets INT32 [B,1], det_boxes FP32 [B,K,4], det_scores FP32 [B,K], det_classes INT32 [B,K]
+
+Two NMS flavours, one code path around them:
+  onnx          the standard NonMaxSuppression op (ONNX Runtime on the CPU, or TensorRT's INMSLayer)
+  efficient_nms TensorRT's EfficientNMS_TRT plugin (deprecated since TensorRT 10.12, still shipped)
+
+    python export/create_onnx.py --weights yolo11n.pt --variant yolov11_nano --nms onnx -o model.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from yolo_triton.contract import LETTERBOX_PARAMS, VARIANTS, Variant, letterboxed_images
+
+NMS_FLAVOURS = ("onnx", "efficient_nms")
+OPSET = 17  # parsed by TensorRT 8.6+ and ONNX Runtime alike
+IR_VERSION = 8  # the IR of opset 17; newer onnx packages write IRs that older runtimes refuse
+# TensorRT's parser finds a plugin by op type whatever the domain; a domain of its own keeps the
+# node apart from the standard ops for onnx.checker and ONNX Runtime custom-op bindings.
+PLUGIN_DOMAIN = "TRT"
+
+
+def export_network(weights: str | Path, imgsz: int, workdir: Path) -> Path:
+    """The plain network as Ultralytics exports it for ONNX/TensorRT (dynamic batch, slimmed)."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")  # no update or hub checks during export
+    from ultralytics import YOLO
+
+    local = workdir / Path(weights).name
+    if Path(weights).exists():
+        shutil.copy(weights, local)  # Ultralytics writes the .onnx beside its weights
+    else:
+        local = Path(weights)  # a bare name such as yolo11n.pt: Ultralytics downloads it
+    return Path(YOLO(str(local)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, opset=OPSET))
+
+
+class _Builder:
+    """Adds nodes to a graphsurgeon graph with unique tensor names."""
+
+    def __init__(self, graph: gs.Graph):
+        self.graph = graph
+        self.count = 0
+
+    def op(self, op: str, inputs: list, outputs: int = 1, domain: str | None = None, **attrs) -> gs.Variable | list:
+        self.count += 1
+        outs = [gs.Variable(f"{op.lower()}_{self.count}_{i}") for i in range(outputs)]
+        node = gs.Node(op, f"{op}_{self.count}", attrs=attrs, inputs=inputs, outputs=outs, domain=domain)
+        self.graph.nodes.append(node)
+        return outs[0] if outputs == 1 else outs
+
+    def const(self, name: str, value) -> gs.Constant:
+        return gs.Constant(name, np.asarray(value))
+
+    def slice(self, x, start: int, end: int, axis: int):
+        return self.op("Slice", [x, self.const(f"s{start}_{end}_{axis}_{self.count}", [start]),
+                                 self.const(f"e{start}_{end}_{axis}_{self.count}", [end]),
+                                 self.const(f"a{start}_{end}_{axis}_{self.count}", [axis])])
+
+
+def _decode_head(b: _Builder, output0: gs.Variable, num_classes: int):
+    """[B, 4+C, N] -> boxes x1y1x2y2 [B,N,4], best-class-only scores [B,N,C], best score [B,N],
+    best class [B,N] (int64)."""
+    rows = b.op("Transpose", [output0], perm=[0, 2, 1])  # [B, N, 4+C]
+    xywh = b.slice(rows, 0, 4, axis=2)
+    scores = b.slice(rows, 4, 4 + num_classes, axis=2)
+    xy, wh = b.slice(xywh, 0, 2, axis=2), b.slice(xywh, 2, 4, axis=2)
+    half = b.op("Div", [wh, b.const("two", np.float32(2))])
+    boxes = b.op("Concat", [b.op("Sub", [xy, half]), b.op("Add", [xy, half])], axis=2)
+    best = b.op("ReduceMax", [scores], axes=[2], keepdims=1)  # [B, N, 1]
+    best_class = b.op("ArgMax", [scores], axis=2, keepdims=1)  # first index on ties, as torch.max
+    is_best = b.op("Equal", [best_class, b.const("class_ids", np.arange(num_classes, dtype=np.int64))])
+    best_only = b.op("Where", [is_best, scores, b.const("zero", np.float32(0))])  # [B, N, C]
+    axis2 = b.const("axis2", np.array([2], dtype=np.int64))
+    return boxes, best_only, b.op("Squeeze", [best, axis2]), b.op("Squeeze", [best_class, axis2])
+
+
+def _onnx_nms(b: _Builder, v: Variant, boxes, best_only, best, best_class):
+    """Standard NonMaxSuppression, then the top K of each image, as EfficientNMS_TRT returns them."""
+    k = v.max_detections
+    if v.class_agnostic:  # one group: the best score of each anchor
+        nms_scores = b.op("Unsqueeze", [best, b.const("axis1", np.array([1], dtype=np.int64))])  # [B,1,N]
+    else:
+        nms_scores = b.op("Transpose", [best_only], perm=[0, 2, 1])  # [B, C, N]
+    selected = b.op("NonMaxSuppression", [
+        boxes, nms_scores,
+        b.const("max_output_boxes_per_class", np.array([k], dtype=np.int64)),
+        b.const("iou_threshold", np.array([v.iou], dtype=np.float32)),
+        b.const("score_threshold", np.array([v.conf], dtype=np.float32)),
+    ], center_point_box=0)  # [M, 3]: (batch, class, anchor)
+    batch_anchor = b.op("Gather", [selected, b.const("batch_anchor_cols", np.array([0, 2], dtype=np.int64))], axis=1)
+    kept_scores = b.op("GatherND", [best, batch_anchor])  # [M]
+    # Scatter the survivors into a dense [B, N] map (each anchor has one class, so no collisions),
+    # then take each image's top K: sorted by score, like EfficientNMS_TRT.
+    zeros = b.op("ConstantOfShape", [b.op("Shape", [best])], value=onnx.helper.make_tensor("z", onnx.TensorProto.FLOAT, [1], [0.0]))
+    dense = b.op("ScatterND", [zeros, batch_anchor, kept_scores])
+    top_scores, top_anchor = b.op("TopK", [dense, b.const("k", np.array([k], dtype=np.int64))], outputs=2, axis=1)
+    num = b.op("ReduceSum", [b.op("Cast", [b.op("Greater", [top_scores, b.const("zero_f", np.float32(0))])], to=onnx.TensorProto.INT32),
+                             b.const("axis1_sum", np.array([1], dtype=np.int64))], keepdims=1)  # [B, 1]
+    anchor_idx = b.op("Unsqueeze", [top_anchor, b.const("axis2_idx", np.array([2], dtype=np.int64))])  # [B, K, 1]
+    top_boxes = b.op("GatherND", [boxes, anchor_idx], batch_dims=1)  # [B, K, 4]
+    top_classes = b.op("Cast", [b.op("GatherND", [best_class, anchor_idx], batch_dims=1)], to=onnx.TensorProto.INT32)
+    return num, top_boxes, top_scores, top_classes
+
+
+def _efficient_nms(b: _Builder, v: Variant, boxes, best_only, best, best_class):
+    """TensorRT's EfficientNMS_TRT plugin (see its README for the attributes)."""
+    return b.op("EfficientNMS_TRT", [boxes, best_only], outputs=4, domain=PLUGIN_DOMAIN,
+                plugin_version="1",
+                background_class=-1,  # every class is a real class
+                box_coding=0,  # boxes already x1, y1, x2, y2
+                iou_threshold=float(v.iou),
+                max_output_boxes=int(v.max_detections),
+                score_activation=0,  # scores are sigmoid outputs already
+                score_threshold=float(v.conf),
+                class_agnostic=int(v.class_agnostic))
+
+
+_NMS = {"onnx": _onnx_nms, "efficient_nms": _efficient_nms}
+
+
+def _to_original_pixels(b: _Builder, v: Variant, letterbox, num, boxes, scores, classes):
+    """(box - pad) / scale, clipped to the image; rows past num zeroed (classes -1)."""
+    def per_box(start):  # [B, 2] -> [B, 1, 4] as (x, y, x, y)
+        pair = b.slice(letterbox, start, start + 2, axis=1)
+        return b.op("Unsqueeze", [b.op("Concat", [pair, pair], axis=1), b.const(f"axis1_{start}", np.array([1], dtype=np.int64))])
+
+    pad, scale, size = per_box(0), per_box(2), per_box(4)
+    mapped = b.op("Div", [b.op("Sub", [boxes, pad]), scale])
+    clipped = b.op("Min", [b.op("Max", [mapped, b.const("zero_box", np.float32(0))]), size])
+    rows = b.const("row_ids", np.arange(v.max_detections, dtype=np.int32)[None, :])  # [1, K]
+    valid = b.op("Less", [rows, num])  # [B, K]
+    valid3 = b.op("Unsqueeze", [valid, b.const("axis2_valid", np.array([2], dtype=np.int64))])
+    return (
+        b.op("Identity", [num]),
+        b.op("Where", [valid3, clipped, b.const("zero_pad", np.float32(0))]),
+        b.op("Where", [valid, scores, b.const("zero_score", np.float32(0))]),
+        b.op("Where", [valid, classes, b.const("no_class", np.int32(-1))]),
+    )
+
+
+def build_detector_graph(network: onnx.ModelProto, variant: Variant, nms: str) -> onnx.ModelProto:
+    """Wrap Ultralytics' network graph into the detector graph of the contract."""
+    if nms not in _NMS:
+        raise ValueError(f"nms must be one of {NMS_FLAVOURS}, not {nms!r}")
+    graph = gs.import_onnx(network)
+    b = _Builder(graph)
+    net_in, output0 = graph.inputs[0], graph.outputs[0]
+    if output0.shape[1] != 4 + variant.num_classes:
+        raise ValueError(f"expected a detection head with {4 + variant.num_classes} rows, got output0 {output0.shape}")
+
+    img_spec = letterboxed_images(variant.imgsz)
+    images = gs.Variable(img_spec.name, dtype=np.uint8, shape=["batch", *img_spec.dims])
+    letterbox = gs.Variable(LETTERBOX_PARAMS.name, dtype=np.float32, shape=["batch", *LETTERBOX_PARAMS.dims])
+    # the network's float input becomes an inner tensor: uint8 -> float -> /255 (as Ultralytics does)
+    net_in.name, net_in.shape = "normalized_images", ["batch", *img_spec.dims]
+    scaled = b.op("Cast", [images], to=onnx.TensorProto.FLOAT)
+    graph.nodes.append(gs.Node("Div", "Normalize", inputs=[scaled, b.const("255", np.float32(255))], outputs=[net_in]))
+
+    decoded = _decode_head(b, output0, variant.num_classes)
+    detections = _NMS[nms](b, variant, *decoded)
+    results = _to_original_pixels(b, variant, letterbox, *detections)
+
+    graph.inputs = [images, letterbox]
+    graph.outputs = []
+    for tensor, spec in zip(results, variant.outputs):
+        tensor.name, tensor.dtype, tensor.shape = spec.name, spec.numpy_dtype, ["batch", *spec.dims]
+        graph.outputs.append(tensor)
+    graph.cleanup().toposort()
+    model = gs.export_onnx(graph)
+    model.ir_version = IR_VERSION
+    del model.opset_import[:]
+    model.opset_import.append(onnx.helper.make_opsetid("", OPSET))
+    if nms == "efficient_nms":
+        model.opset_import.append(onnx.helper.make_opsetid(PLUGIN_DOMAIN, 1))
+    return model
+
+
+def create_onnx(weights: str | Path, variant: Variant, nms: str, output: str | Path) -> Path:
+    """Export `weights` with Ultralytics and write the detector graph of `variant` to `output`."""
+    output = Path(output)
+    with tempfile.TemporaryDirectory() as tmp:
+        network = onnx.load(export_network(weights, variant.imgsz, Path(tmp)))
+    model = build_detector_graph(network, variant, nms)
+    onnx.checker.check_model(model)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, output)
+    return output
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", required=True, help="Ultralytics .pt file (or a name Ultralytics can download)")
+    parser.add_argument("--variant", required=True, choices=sorted(VARIANTS), help="row of the variant table")
+    parser.add_argument("--nms", default="onnx", choices=NMS_FLAVOURS)
+    parser.add_argument("-o", "--output", required=True, help="where to write the .onnx")
+    args = parser.parse_args()
+    print(create_onnx(args.weights, VARIANTS[args.variant], args.nms, args.output))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""CPU decode + letterbox, exactly as Ultralytics' predict does it (OpenCV imdecode, LetterBox).
+
+Used by the `preprocess` Triton model on the CPU path. The output is the detector's hand-off:
+letterboxed RGB uint8 NCHW pixels plus, per image, the parameters that map boxes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from yolo_triton.contract import LETTERBOX_PARAMS, PADDING_VALUE
+
+MAX_IMAGE_BYTES = 64 * 1024 * 1024  # one encoded image; a larger payload is refused before decoding
+
+
+class ImageError(ValueError):
+    """An input row that is not a decodable image; the message is sent back to the client."""
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where Ultralytics' LetterBox (auto=False, centre, scaleup) puts an image of h x w pixels."""
+
+    height: int
+    width: int
+    new_height: int
+    new_width: int
+    top: int
+    left: int
+
+    @classmethod
+    def fit(cls, height: int, width: int, imgsz: int) -> "Letterbox":
+        # the same arithmetic, with Python's round (half to even), as ultralytics.data.augment.LetterBox
+        r = min(imgsz / height, imgsz / width)
+        new_w, new_h = max(round(width * r), 1), max(round(height * r), 1)
+        top = round((imgsz - new_h) / 2 - 0.1)
+        left = round((imgsz - new_w) / 2 - 0.1)
+        return cls(height, width, new_h, new_w, top, left)
+
+    def params(self) -> np.ndarray:
+        """The LETTERBOX_PARAMS row: pad_x, pad_y, scale_x, scale_y, width, height."""
+        row = (self.left, self.top, self.new_width / self.width, self.new_height / self.height, self.width, self.height)
+        return np.array(row, dtype=LETTERBOX_PARAMS.numpy_dtype)
+
+
+def decode(data: bytes) -> np.ndarray:
+    """Encoded image -> BGR uint8 HxWx3, as Ultralytics' imread (cv2.IMREAD_COLOR applies EXIF
+    orientation, drops alpha, expands grayscale)."""
+    if len(data) == 0:
+        raise ImageError("empty input: no image bytes")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageError(f"image is {len(data)} bytes, over the limit of {MAX_IMAGE_BYTES}")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageError(f"cannot decode image ({len(data)} bytes): not a supported image format, or corrupt")
+    return image
+
+
+def letterbox_into(out: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Letterbox a BGR image into `out` (3 x S x S uint8, RGB); return its LETTERBOX_PARAMS row."""
+    size = out.shape[-1]
+    box = Letterbox.fit(image.shape[0], image.shape[1], size)
+    if (box.new_height, box.new_width) != image.shape[:2]:
+        image = cv2.resize(image, (box.new_width, box.new_height), interpolation=cv2.INTER_LINEAR)
+    out[...] = PADDING_VALUE
+    out[:, box.top:box.top + box.new_height, box.left:box.left + box.new_width] = image[..., ::-1].transpose(2, 0, 1)
+    return box.params()
