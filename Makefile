@@ -1,0 +1,30 @@
+# Everything runs from the project's own virtualenv (.venv), made and filled from requirements.txt.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install repository serve test clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# export the models and write model_repository/ (YOLO_WEIGHTS, YOLO_WEIGHTS_DIR, YOLO_MODELS: see README)
+repository: install
+	$(PY) -m yolo_triton.repository
+
+# serve the ensembles on 127.0.0.1: HTTP 8000, gRPC 8001, metrics 8002
+serve: install
+	$(PY) -m yolo_triton.serve
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf build
+	find model_repository -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +

@@ -1,0 +1,71 @@
+"""Shared fixtures: test data from ../shared/data (nothing is downloaded), and one real Triton
+server for the whole session, started on free ports on the CPU path."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from yolo_triton.contract import VARIANTS
+from yolo_triton.repository import ROOT, write_repository
+from yolo_triton.server import TritonServer
+
+os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics: no update or hub checks
+
+SHARED_DATA = Path(os.environ.get("YOLO_TEST_DATA", ROOT.parent / "shared" / "data"))
+WEIGHTS_DIR = SHARED_DATA / "weights"
+COCO_IMAGES = SHARED_DATA / "coco128" / "images" / "train2017"
+SERVED = ("yolov11_nano", "yolov11_small", "yolov11_medium", "yolov8_nano")
+
+
+def ultralytics_assets() -> Path:
+    import ultralytics
+
+    return Path(ultralytics.__file__).parent / "assets"
+
+
+@pytest.fixture(scope="session")
+def test_images() -> list[Path]:
+    """The 128 coco128 photos plus the wheel's bus.jpg and zidane.jpg."""
+    images = sorted(COCO_IMAGES.glob("*.jpg")) + [ultralytics_assets() / "bus.jpg", ultralytics_assets() / "zidane.jpg"]
+    assert len(images) == 130, f"expected coco128 under {COCO_IMAGES} (set YOLO_TEST_DATA to the shared data folder)"
+    return images
+
+
+def weights_of(name: str) -> Path:
+    path = WEIGHTS_DIR / VARIANTS[name].weights
+    assert path.is_file(), f"missing test weights {path} (set YOLO_TEST_DATA to the shared data folder)"
+    return path
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory) -> Path:
+    """A repository freshly exported from the shared weights (the export is part of what is tested)."""
+    return write_repository(tmp_path_factory.mktemp("model_repository"), {n: str(weights_of(n)) for n in SERVED})
+
+
+@pytest.fixture(scope="session")
+def triton(model_repository, tmp_path_factory):
+    build = tmp_path_factory.mktemp("build")
+    server = TritonServer(model_repository, build, *_free_ports(3), log=build / "tritonserver.log")
+    try:
+        server.start()
+    except Exception:
+        print((build / "tritonserver.log").read_text()[-5000:])
+        raise
+    yield server
+    server.stop()
+    assert server.process.returncode == 0, f"tritonserver exited with {server.process.returncode}; see {server.log}"

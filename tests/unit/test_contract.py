@@ -1,0 +1,93 @@
+"""The generated configs and the exported graphs carry exactly the contract of contract.py."""
+
+import numpy as np
+import onnx
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from yolo_triton.contract import IMAGE_INPUT, PREPROCESS_MODEL, VARIANTS, detection_outputs
+from yolo_triton.repository import detector_config, ensemble_config, preprocess_config
+
+DTYPE = model_config_pb2.DataType
+
+
+def _parse(text: str) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+def _io(tensors) -> list[tuple[str, str, list[int]]]:
+    return [(t.name, DTYPE.Name(t.data_type), list(t.dims)) for t in tensors]
+
+
+def _spec(specs) -> list[tuple[str, str, list[int]]]:
+    return [(s.name, s.data_type, list(s.dims)) for s in specs]
+
+
+def test_client_contract_values():
+    """The contract every ensemble promises its clients (README documents this table)."""
+    assert _spec([IMAGE_INPUT]) == [("image", "TYPE_STRING", [1])]
+    assert _spec(detection_outputs(100)) == [
+        ("num_dets", "TYPE_INT32", [1]), ("det_boxes", "TYPE_FP32", [100, 4]),
+        ("det_scores", "TYPE_FP32", [100]), ("det_classes", "TYPE_INT32", [100])]
+    seeds = {"yolov11_nano": ("yolo11n.pt", 128), "yolov11_small": ("yolo11s.pt", 64), "yolov11_medium": ("yolo11m.pt", 32)}
+    for name, (weights, max_batch) in seeds.items():
+        v = VARIANTS[name]
+        assert (v.weights, v.max_batch_size, v.imgsz, v.max_detections, v.conf, v.iou) == (weights, max_batch, 640, 100, 0.25, 0.45)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_ensemble_config_is_the_contract(name):
+    v = VARIANTS[name]
+    config = _parse(ensemble_config(v))
+    assert config.name == name and config.platform == "ensemble" and config.max_batch_size == v.max_batch_size
+    assert _io(config.input) == _spec(v.inputs)
+    assert _io(config.output) == _spec(v.outputs)
+    first, second = config.ensemble_scheduling.step
+    assert first.model_name == PREPROCESS_MODEL and second.model_name == v.detector
+    assert dict(first.input_map) == {"image": "image"}
+    assert dict(first.output_map) == dict(second.input_map) == {s.name: s.name for s in v.detector_inputs}
+    assert dict(second.output_map) == {s.name: s.name for s in v.outputs}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_detector_config_is_the_contract(name):
+    v = VARIANTS[name]
+    config = _parse(detector_config(v))
+    assert config.name == v.detector and config.backend == "python" and config.max_batch_size == v.max_batch_size
+    assert _io(config.input) == _spec(v.detector_inputs)
+    assert _io(config.output) == _spec(v.outputs)
+    assert list(config.dynamic_batching.preferred_batch_size) == list(v.preferred_batch_sizes)
+    assert max(v.preferred_batch_sizes) <= v.max_batch_size
+
+
+def test_preprocess_config_serves_every_variant():
+    variants = list(VARIANTS.values())
+    config = _parse(preprocess_config(variants))
+    assert config.name == PREPROCESS_MODEL and config.backend == "python"
+    assert config.max_batch_size == max(v.max_batch_size for v in variants)
+    assert _io(config.input) == _spec([IMAGE_INPUT])
+    assert _io(config.output) == _spec(variants[0].detector_inputs)
+    assert config.parameters["imgsz"].string_value == "640"
+
+
+ONNX_TYPES = {"TYPE_UINT8": onnx.TensorProto.UINT8, "TYPE_FP32": onnx.TensorProto.FLOAT, "TYPE_INT32": onnx.TensorProto.INT32}
+
+
+def _graph_io(values) -> list[tuple[str, int, list]]:
+    return [(x.name, x.type.tensor_type.elem_type, [d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim]) for x in values]
+
+
+def test_served_detector_graphs_are_the_contract(model_repository):
+    for detector_dir in sorted(model_repository.glob("*_detector")):
+        v = VARIANTS[detector_dir.name.removesuffix("_detector")]
+        graph = onnx.load(detector_dir / "1" / "model.onnx").graph
+        expect = lambda specs: [(s.name, ONNX_TYPES[s.data_type], ["batch", *s.dims]) for s in specs]
+        assert _graph_io(graph.input) == expect(v.detector_inputs)
+        assert _graph_io(graph.output) == expect(v.outputs)
+        assert [n.op_type for n in graph.node].count("NonMaxSuppression") == 1
+        assert not any(n.op_type == "EfficientNMS_TRT" for n in graph.node)
+        nms = next(n for n in graph.node if n.op_type == "NonMaxSuppression")
+        consts = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+        assert consts[nms.input[2]].tolist() == [v.max_detections]
+        assert np.isclose(consts[nms.input[3]][0], v.iou) and np.isclose(consts[nms.input[4]][0], v.conf)

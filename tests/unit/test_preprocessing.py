@@ -1,0 +1,81 @@
+"""The CPU letterbox is Ultralytics' LetterBox, pixel for pixel, and its parameters map boxes back
+exactly as Ultralytics' scale_boxes does."""
+
+import cv2
+import numpy as np
+import pytest
+from ultralytics.data.augment import LetterBox
+from ultralytics.utils.ops import scale_boxes
+
+from yolo_triton.preprocessing import ImageError, Letterbox, decode, letterbox_into
+
+IMGSZ = 640
+ODD_SHAPES = [(1, 1), (1, 3000), (3000, 1), (16, 10000), (639, 641), (641, 639), (480, 640), (1080, 1920), (333, 777)]
+
+
+def _ours(image: np.ndarray):
+    out = np.empty((3, IMGSZ, IMGSZ), np.uint8)
+    params = letterbox_into(out, image)
+    return out, params
+
+
+def _ultralytics(image: np.ndarray) -> np.ndarray:
+    """Ultralytics' predict preprocessing for a fixed square input: LetterBox, BGR->RGB, HWC->CHW."""
+    return LetterBox((IMGSZ, IMGSZ), auto=False)(image=image)[..., ::-1].transpose(2, 0, 1)
+
+
+def test_letterbox_matches_ultralytics_on_real_images(test_images):
+    for path in test_images:
+        image = decode(path.read_bytes())
+        ours, _ = _ours(image)
+        np.testing.assert_array_equal(ours, _ultralytics(image), err_msg=str(path))
+
+
+@pytest.mark.parametrize("shape", ODD_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_letterbox_matches_ultralytics_on_odd_shapes(shape):
+    image = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    ours, params = _ours(image)
+    np.testing.assert_array_equal(ours, _ultralytics(image))
+    # the parameters undo the letterbox as Ultralytics' scale_boxes does
+    boxes = np.array([[0, 0, IMGSZ, IMGSZ], [100.5, 200.25, 300.75, 400.0]], np.float32)
+    expected = scale_boxes((IMGSZ, IMGSZ), boxes.copy(), shape)
+    pad, scale, size = params[:2], params[2:4], params[4:]
+    mapped = np.clip((boxes - np.tile(pad, 2)) / np.tile(scale, 2), 0, np.tile(size, 2))
+    np.testing.assert_allclose(mapped, expected, rtol=1e-6, atol=1e-4)
+
+
+def test_letterbox_fit_keeps_thin_images_one_pixel():
+    box = Letterbox.fit(1, 10000, IMGSZ)
+    assert (box.new_height, box.new_width) == (1, 640)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty input"),
+    (np.random.default_rng(1).bytes(5000), "cannot decode"),
+    (b"name,score\nbus,0.9\n", "cannot decode"),
+])
+def test_decode_rejects_non_images(data, message):
+    with pytest.raises(ImageError, match=message):
+        decode(data)
+
+
+def test_decode_rejects_truncated_jpeg(test_images):
+    # OpenCV decodes a JPEG cut after its header as a partly grey picture; cut inside the header it fails
+    data = test_images[0].read_bytes()
+    with pytest.raises(ImageError, match="cannot decode"):
+        decode(data[:200])
+
+
+def test_decode_applies_exif_orientation_as_ultralytics(tmp_path, test_images):
+    """A JPEG whose EXIF says 'rotate 90': decoded upright, as Ultralytics' imread (IMREAD_COLOR) gives it."""
+    from PIL import Image
+    from ultralytics.utils.patches import imread
+
+    path = tmp_path / "rotated.jpg"
+    image = Image.open(test_images[-1])  # zidane.jpg, 1280x720
+    exif = image.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90 clockwise to display
+    image.save(path, exif=exif)
+    ours = decode(path.read_bytes())
+    assert ours.shape[:2] == (1280, 720)
+    np.testing.assert_array_equal(ours, imread(str(path)))

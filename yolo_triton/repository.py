@@ -1,0 +1,158 @@
+"""Build the Triton model repository (CPU path) from the contract and the variant table.
+
+For each chosen variant it writes three models, all configs generated from contract.py:
+
+    preprocess              Python: encoded bytes -> letterboxed UINT8 + letterbox params (shared)
+    <variant>_detector      Python + ONNX Runtime: the graph of export/create_onnx.py (NMS inside)
+    <variant>               ensemble: image -> preprocess -> detector -> num_dets, det_boxes, ...
+
+    python -m yolo_triton.repository [--out model_repository]   (weights: see resolve_weights)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from yolo_triton import contract
+from yolo_triton.contract import PREPROCESS_MODEL, VARIANTS, TensorSpec, Variant
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "model_repository"
+MODEL_SOURCES = Path(__file__).resolve().parent / "triton_models"
+QUEUE_DELAY_US = 2000  # how long a request may wait for others to batch with
+
+
+def _tensor_list(kind: str, specs: tuple[TensorSpec, ...]) -> str:
+    rows = ",\n".join(f'  {{ name: "{s.name}" data_type: {s.data_type} dims: [ {", ".join(map(str, s.dims))} ] }}' for s in specs)
+    return f"{kind} [\n{rows}\n]\n"
+
+
+def _python_model(name: str, max_batch_size: int, inputs, outputs, preferred: tuple[int, ...], parameters: dict[str, str]) -> str:
+    params = "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in parameters.items())
+    return (
+        f'name: "{name}"\nbackend: "python"\nmax_batch_size: {max_batch_size}\n'
+        + _tensor_list("input", inputs) + _tensor_list("output", outputs)
+        + f"dynamic_batching {{ preferred_batch_size: [ {', '.join(map(str, preferred))} ] max_queue_delay_microseconds: {QUEUE_DELAY_US} }}\n"
+        + "instance_group [ { kind: KIND_CPU count: 1 } ]\n" + params
+    )
+
+
+def preprocess_config(variants: list[Variant]) -> str:
+    sizes = {v.imgsz for v in variants}
+    if len(sizes) != 1:
+        raise ValueError(f"one preprocess model serves one input size; the variants ask for {sorted(sizes)}")
+    imgsz = sizes.pop()
+    max_batch = max(v.max_batch_size for v in variants)
+    preferred = tuple(sorted({b for v in variants for b in v.preferred_batch_sizes}))
+    return _python_model(PREPROCESS_MODEL, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred, {"imgsz": str(imgsz)})
+
+
+def detector_config(v: Variant) -> str:
+    return _python_model(v.detector, v.max_batch_size, v.detector_inputs, v.outputs, v.preferred_batch_sizes, {})
+
+
+def ensemble_config(v: Variant) -> str:
+    def maps(kind: str, specs) -> str:
+        return "".join(f'      {kind} {{ key: "{s.name}" value: "{s.name}" }}\n' for s in specs)
+
+    step = "    {{\n      model_name: \"{}\"\n      model_version: -1\n{}{}    }}"
+    steps = ",\n".join((
+        step.format(PREPROCESS_MODEL, maps("input_map", v.inputs), maps("output_map", v.detector_inputs)),
+        step.format(v.detector, maps("input_map", v.detector_inputs), maps("output_map", v.outputs)),
+    ))
+    return (f'name: "{v.name}"\nplatform: "ensemble"\nmax_batch_size: {v.max_batch_size}\n'
+            + _tensor_list("input", v.inputs) + _tensor_list("output", v.outputs)
+            + f"ensemble_scheduling {{\n  step [\n{steps}\n  ]\n}}\n")
+
+
+def resolve_weights(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Variant name -> weights to export, from the environment:
+
+    YOLO_MODELS       comma-separated variants to serve (default: the one YOLO_WEIGHTS names,
+                      else every variant found in YOLO_WEIGHTS_DIR, else the default YOLO11 n/s/m)
+    YOLO_WEIGHTS      one .pt file; it serves the variant whose weights have its file name
+                      (yolo11n.pt -> yolov11_nano), or the single variant named in YOLO_MODELS
+    YOLO_WEIGHTS_DIR  a folder of .pt files named as in the variant table
+    otherwise         the bare file name, which Ultralytics downloads
+    """
+    env = os.environ if env is None else env
+    names = [n.strip() for n in env.get("YOLO_MODELS", "").split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; the variant table has {sorted(VARIANTS)}")
+    if env.get("YOLO_WEIGHTS"):
+        path = env["YOLO_WEIGHTS"]
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"YOLO_WEIGHTS={path} is not a file")
+        if not names:
+            match = contract.variant_for_weights(path)
+            if match is None:
+                raise ValueError(f"no variant uses weights named {Path(path).name}; name one with YOLO_MODELS=<variant>")
+            names = [match.name]
+        if len(names) != 1:
+            raise ValueError("YOLO_WEIGHTS gives one file: name at most one variant in YOLO_MODELS")
+        return {names[0]: path}
+    if env.get("YOLO_WEIGHTS_DIR"):
+        folder = Path(env["YOLO_WEIGHTS_DIR"])
+        chosen = names or [n for n in contract.DEFAULT_VARIANTS if (folder / VARIANTS[n].weights).is_file()]
+        missing = [str(folder / VARIANTS[n].weights) for n in chosen if not (folder / VARIANTS[n].weights).is_file()]
+        if missing or not chosen:
+            raise FileNotFoundError(f"weights not found: {missing or folder}")
+        return {n: str(folder / VARIANTS[n].weights) for n in chosen}
+    return {n: VARIANTS[n].weights for n in (names or contract.DEFAULT_VARIANTS)}
+
+
+def _export_key(v: Variant, weights: str, nms: str) -> str:
+    """Changes whenever the weights, the variant row or the export code change."""
+    h = hashlib.sha256(repr((v, nms)).encode())
+    for f in (Path(weights), ROOT / "export" / "create_onnx.py", ROOT / "yolo_triton" / "contract.py"):
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def write_repository(out: Path, weights: dict[str, str], nms: str = "onnx") -> Path:
+    """Write the repository for the variants in `weights`; exports are redone only when stale."""
+    from yolo_triton.export.create_onnx import create_onnx
+
+    out = Path(out)
+    variants = [VARIANTS[n] for n in weights]
+    wanted = {PREPROCESS_MODEL, *(v.name for v in variants), *(v.detector for v in variants)}
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.iterdir():  # a model left from an earlier choice would be served too
+        if stale.is_dir() and stale.name not in wanted:
+            shutil.rmtree(stale)
+
+    def model(name: str, config: str, source: str | None = None) -> Path:
+        version = out / name / "1"
+        version.mkdir(parents=True, exist_ok=True)
+        (out / name / "config.pbtxt").write_text(config)
+        if source:
+            shutil.copy(MODEL_SOURCES / source, version / "model.py")
+        return version
+
+    model(PREPROCESS_MODEL, preprocess_config(variants), "preprocess.py")
+    for v in variants:
+        version = model(v.detector, detector_config(v), "onnxruntime_detector.py")
+        model(v.name, ensemble_config(v))
+        onnx_file, stamp = version / "model.onnx", version / "model.onnx.key"
+        key = _export_key(v, weights[v.name], nms)
+        if not (onnx_file.exists() and stamp.exists() and stamp.read_text() == key):
+            create_onnx(weights[v.name], v, nms, onnx_file)
+            stamp.write_text(key)
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    print(write_repository(args.out, resolve_weights()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""`make serve`: build the model repository and serve it on 127.0.0.1 until Ctrl-C.
+
+    python -m yolo_triton.serve   (weights from YOLO_WEIGHTS / YOLO_WEIGHTS_DIR / YOLO_MODELS,
+                                   see yolo_triton.repository.resolve_weights)
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from yolo_triton.repository import DEFAULT_OUT, ROOT, resolve_weights, write_repository
+from yolo_triton.server import TritonServer
+
+FIRST_REQUEST = """\
+Serving {models} on 127.0.0.1 (HTTP {http}, gRPC {grpc}, metrics {metrics}). Ctrl-C stops it.
+Send a first image from another shell:
+
+  .venv/bin/python -m yolo_triton.client.detect --url 127.0.0.1:{grpc} --model {first} \\
+      .venv/lib/python3*/site-packages/ultralytics/assets/bus.jpg
+"""
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    args = parser.parse_args()
+
+    weights = resolve_weights()
+    print(f"Exporting and writing the model repository for {', '.join(weights)} ...", flush=True)
+    repository = write_repository(DEFAULT_OUT, weights)
+    server = TritonServer(repository, ROOT / "build", args.http_port, args.grpc_port, args.metrics_port)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with server:
+        print(FIRST_REQUEST.format(models=", ".join(weights), first=next(iter(weights)), http=args.http_port,
+                                   grpc=args.grpc_port, metrics=args.metrics_port), flush=True)
+        while not stop.wait(1.0):
+            if server.process.poll() is not None:
+                raise SystemExit(f"tritonserver exited with code {server.process.returncode}")
+    print("Stopped.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Run the real Triton server that PyPI's nvidia-pytriton wheel carries (Triton 2.51, NGC 24.10).
+
+The wheel holds `tritonserver`, the Python backend and one backend stub per Python version. The
+stub embeds the Python of the first `python3` on PATH and imports from its environment, so the
+server is started with this interpreter's bin/ first on PATH (the project's virtualenv).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST = "127.0.0.1"  # the embedded server is for this machine only
+
+
+def _wheel_root() -> Path:
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("nvidia-pytriton is not installed: run `make install` (it carries tritonserver)")
+    return Path(spec.submodule_search_locations[0]).parent
+
+
+def backend_directory(build_dir: Path) -> Path:
+    """A backend directory whose python/ holds the Python backend and the stub for this Python."""
+    triton = _wheel_root() / "pytriton" / "tritonserver"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = triton / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        raise RuntimeError(f"nvidia-pytriton has no Python backend stub for Python {version}")
+    python = build_dir / "python"
+    python.mkdir(parents=True, exist_ok=True)
+    for src in (*sorted((triton / "backends" / "python").glob("*.*")), stub):
+        if src.is_file() and not (python / src.name).exists():
+            shutil.copy2(src, python / src.name)
+    return build_dir
+
+
+def server_environment() -> dict[str, str]:
+    """PATH with this interpreter first (for the stub), and the wheel's bundled libraries."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    libs = [str(_wheel_root() / "nvidia_pytriton.libs")]
+    base_lib = Path(sys.base_prefix) / "lib"
+    if any(base_lib.glob("libpython3*.so*")):  # the stub then embeds the very Python of this env
+        libs.append(str(base_lib))
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([*libs, env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
+    env.setdefault("YOLO_OFFLINE", "1")
+    return env
+
+
+def _die_with_parent() -> None:
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class TritonServer:
+    """tritonserver on 127.0.0.1, started and stopped from Python (also a context manager)."""
+
+    model_repository: Path
+    build_dir: Path
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    log: Path | None = None  # server output; None: inherit this process's stdout/stderr
+    extra_args: tuple[str, ...] = ()
+    process: subprocess.Popen | None = field(default=None, init=False)
+
+    @property
+    def http_url(self) -> str:
+        return f"{HOST}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
+
+    def command(self) -> list[str]:
+        binary = _wheel_root() / "pytriton" / "tritonserver" / "bin" / "tritonserver"
+        return [
+            str(binary),
+            f"--model-repository={Path(self.model_repository).resolve()}",
+            f"--backend-directory={backend_directory(Path(self.build_dir) / 'backends').resolve()}",
+            f"--http-address={HOST}", f"--http-port={self.http_port}",
+            f"--grpc-address={HOST}", f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={HOST}", f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true", "--allow-gpu-metrics=false",
+            "--model-control-mode=none",  # no load/unload API: the repository is fixed at start
+            "--strict-readiness=true", "--exit-on-error=true",
+            *self.extra_args,
+        ]
+
+    def start(self, timeout: float = 300.0) -> "TritonServer":
+        out = open(self.log, "ab") if self.log else None
+        # its own process group, so a Ctrl-C reaches this process, which then stops the server in
+        # order; and it dies with this process (parent-death signal) should this one be killed
+        self.process = subprocess.Popen(self.command(), env=server_environment(), stdout=out,
+                                        stderr=subprocess.STDOUT if out else None, start_new_session=True,
+                                        preexec_fn=_die_with_parent)
+        self.wait_ready(timeout)
+        return self
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"tritonserver exited with code {self.process.returncode}" + (f"; see {self.log}" if self.log else ""))
+            if self.is_ready():
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise TimeoutError(f"tritonserver not ready after {timeout:.0f} s" + (f"; see {self.log}" if self.log else ""))
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """SIGTERM: Triton stops taking requests, finishes those in flight, unloads, exits."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

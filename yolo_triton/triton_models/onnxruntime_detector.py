@@ -1,0 +1,39 @@
+"""Triton Python-backend model `<variant>_detector` (CPU): ONNX Runtime on the detector graph.
+
+This Triton build has no ONNX Runtime backend, so the graph (NMS and box mapping inside, see
+export/create_onnx.py) runs here. All requests of a batch go through one session.run; nothing is
+post-processed in Python: outputs are split back per request as the graph wrote them.
+"""
+
+import json
+import os
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+from yolo_triton.contract import PADDING_VALUE
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        self.input_names = [i["name"] for i in config["input"]]
+        self.output_names = [o["name"] for o in config["output"]]
+        # warm-up: one grey image, so the first request does not pay for ONNX Runtime's first run
+        images = config["input"][0]
+        grey = np.full((1, *images["dims"]), PADDING_VALUE, np.uint8)
+        size = images["dims"][-1]
+        self.session.run(self.output_names, dict(zip(self.input_names, (grey, np.array([[0, 0, 1, 1, size, size]], np.float32)))))
+
+    def execute(self, requests):
+        inputs = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names] for r in requests]
+        sizes = [len(x[0]) for x in inputs]
+        batch = {name: np.concatenate([x[i] for x in inputs]) for i, name in enumerate(self.input_names)}
+        outputs = self.session.run(self.output_names, batch)
+        cuts = np.cumsum(sizes)[:-1]
+        per_request = zip(*(np.split(out, cuts) for out in outputs))
+        return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, o) for n, o in zip(self.output_names, outs)])
+                for outs in per_request]
