@@ -69,3 +69,57 @@ def triton(model_repository, tmp_path_factory):
     yield server
     server.stop()
     assert server.process.returncode == 0, f"tritonserver exited with {server.process.returncode}; see {server.log}"
+
+
+@pytest.fixture(params=["http", "grpc"])
+def protocol(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def client(triton, protocol):
+    """A tritonclient client of the session's server, over HTTP and over gRPC."""
+    from yolo_triton.client.detect import _tritonclient
+
+    url = triton.http_url if protocol == "http" else triton.grpc_url
+    with _tritonclient(protocol).InferenceServerClient(url) as c:
+        yield c
+
+
+class Reference:
+    """Ultralytics' own predict on the same weights, conf, iou, imgsz and K, computed once per variant.
+    rect=False: Ultralytics' .pt predict otherwise pads to the smallest stride multiple, while the
+    served graph (like Ultralytics' own fixed-shape ONNX/TensorRT exports) takes a 640x640 square."""
+
+    def __init__(self):
+        self.cache: dict[str, dict[Path, object]] = {}
+
+    def __call__(self, name: str, images: list[Path]) -> dict:
+        from ultralytics import YOLO
+        from matching import Detections
+
+        done = self.cache.setdefault(name, {})
+        todo = [p for p in images if p not in done]
+        if todo:
+            v = VARIANTS[name]
+            model = YOLO(str(weights_of(name)))
+            for path in todo:
+                result = model.predict(str(path), conf=v.conf, iou=v.iou, imgsz=v.imgsz, max_det=v.max_detections,
+                                       rect=False, verbose=False)[0]
+                done[path] = Detections.from_ultralytics(result)
+        return {p: done[p] for p in images}
+
+
+@pytest.fixture(scope="session")
+def reference() -> Reference:
+    return Reference()
+
+
+MATCH_REPORT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MATCH_REPORT:
+        terminalreporter.section("match against Ultralytics predict")
+        for line in MATCH_REPORT:
+            terminalreporter.write_line(line)

@@ -1,0 +1,37 @@
+"""The served ensembles give Ultralytics' own detections: for the 128 coco128 photos plus bus.jpg
+and zidane.jpg, >= 99% of Ultralytics' detections matched (same class, IoU >= 0.9, |score
+difference| <= 0.02) and <= 1% extra, over HTTP and gRPC."""
+
+import pytest
+
+from matching import Detections, MatchCounts
+from yolo_triton.client.detect import image_input
+from yolo_triton.contract import VARIANTS
+
+from conftest import MATCH_REPORT, SERVED
+
+IMAGES_PER_REQUEST = 10
+
+
+def served_detections(client, protocol, name, paths) -> dict:
+    found = {}
+    for i in range(0, len(paths), IMAGES_PER_REQUEST):
+        chunk = paths[i:i + IMAGES_PER_REQUEST]
+        result = client.infer(name, [image_input([p.read_bytes() for p in chunk], protocol)])
+        outputs = [result.as_numpy(s.name) for s in VARIANTS[name].outputs]
+        for row, path in enumerate(chunk):
+            found[path] = Detections.from_outputs(*(o[row] for o in outputs))
+    return found
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_detections_match_ultralytics(client, protocol, name, test_images, reference):
+    expected = reference(name, test_images)
+    ours = served_detections(client, protocol, name, test_images)
+    counts = MatchCounts()
+    for path in test_images:
+        counts.add(path.name, expected[path], ours[path])
+    MATCH_REPORT.append(f"{name:15s} {protocol:4s} {len(test_images)} images: {counts}")
+    assert counts.reference > 0
+    assert counts.matched_fraction >= 0.99, f"{counts}; first misses: {counts.misses[:5]}"
+    assert counts.extra_fraction <= 0.01, str(counts)
