@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from pathlib import Path
 
 from yolo_triton.repository import DEFAULT_OUT, ROOT, resolve_weights, write_repository
 from yolo_triton.server import TritonServer
@@ -27,11 +28,12 @@ def main():
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--repository", type=Path, default=DEFAULT_OUT, help="where to write the model repository")
     args = parser.parse_args()
 
     weights = resolve_weights()
     print(f"Exporting and writing the model repository for {', '.join(weights)} ...", flush=True)
-    repository = write_repository(DEFAULT_OUT, weights)
+    repository = write_repository(args.repository, weights)
     server = TritonServer(repository, ROOT / "build", args.http_port, args.grpc_port, args.metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,38 @@
+"""What README's first steps do: `make serve` (python -m yolo_triton.serve) with offline weights,
+the printed client command on a first image, then Ctrl-C stops the server cleanly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import _free_ports, ultralytics_assets, weights_of
+from yolo_triton.repository import ROOT
+
+
+def test_serve_answers_the_printed_first_request_and_stops_on_ctrl_c(tmp_path):
+    http, grpc, metrics = _free_ports(3)
+    env = {**os.environ, "YOLO_WEIGHTS": str(weights_of("yolov8_nano"))}
+    env.pop("YOLO_MODELS", None), env.pop("YOLO_WEIGHTS_DIR", None)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "yolo_triton.serve", "--repository", str(tmp_path / "repo"),
+         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines, deadline = [], time.monotonic() + 300
+        while not any(line.startswith("Serving yolov8_nano on 127.0.0.1") for line in lines):
+            assert time.monotonic() < deadline and serve.poll() is None, "".join(lines[-30:])
+            lines.append(serve.stdout.readline())
+        detect = subprocess.run(
+            [sys.executable, "-m", "yolo_triton.client.detect", "--url", f"127.0.0.1:{grpc}", "--model", "yolov8_nano",
+             str(ultralytics_assets() / "bus.jpg")], cwd=ROOT, capture_output=True, text=True, check=True)
+        answer = json.loads(detect.stdout)
+        names = sorted(d["class_name"] for d in answer["detections"])
+        assert names.count("person") >= 4 and "bus" in names, answer  # the official yolov8n on bus.jpg
+    finally:
+        serve.send_signal(signal.SIGINT)
+        rest = serve.communicate(timeout=120)[0]
+    assert serve.returncode == 0, rest[-3000:]
+    assert rest.rstrip().endswith("Stopped.")
