@@ -39,8 +39,10 @@ IR_VERSION = 8  # the IR of opset 17; newer onnx packages write IRs that older r
 PLUGIN_DOMAIN = "TRT"
 
 
-def export_network(weights: str | Path, imgsz: int, workdir: Path) -> Path:
-    """The plain network as Ultralytics exports it for ONNX/TensorRT (dynamic batch, slimmed)."""
+def export_network(weights: str | Path, variant: Variant, workdir: Path) -> Path:
+    """The network as Ultralytics exports it for ONNX/TensorRT (dynamic batch, slimmed). Its
+    output0 is [B, 4 + classes, anchors], or for an NMS-free variant the one-to-one head's top
+    detections [B, 300, 6]: x1, y1, x2, y2, score, class."""
     os.environ.setdefault("YOLO_OFFLINE", "1")  # no update or hub checks during export
     from ultralytics import YOLO
 
@@ -49,7 +51,9 @@ def export_network(weights: str | Path, imgsz: int, workdir: Path) -> Path:
         shutil.copy(weights, local)  # Ultralytics writes the .onnx beside its weights
     else:
         local = Path(weights)  # a bare name such as yolo11n.pt: Ultralytics downloads it
-    return Path(YOLO(str(local)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, opset=OPSET))
+    # nms=False selects the one-to-one head of YOLO26; None (Ultralytics' default) the usual one
+    nms = False if variant.nms_free else None
+    return Path(YOLO(str(local)).export(format="onnx", imgsz=variant.imgsz, dynamic=True, simplify=True, opset=OPSET, nms=nms))
 
 
 class _Builder:
@@ -136,6 +140,23 @@ def _efficient_nms(b: _Builder, v: Variant, boxes, best_only, best, best_class):
 _NMS = {"onnx": _onnx_nms, "efficient_nms": _efficient_nms}
 
 
+def _one_to_one(b: _Builder, v: Variant, output0: gs.Variable):
+    """YOLO26's NMS-free head gives its top detections, [B, 300, 6]; keep those above conf, top K
+    by score (Ultralytics' end-to-end predict: `score > conf`, first max_det)."""
+    boxes = b.slice(output0, 0, 4, axis=2)
+    scores = b.op("Squeeze", [b.slice(output0, 4, 5, axis=2), b.const("axis2_score", np.array([2], dtype=np.int64))])
+    classes = b.op("Squeeze", [b.slice(output0, 5, 6, axis=2), b.const("axis2_class", np.array([2], dtype=np.int64))])
+    above = b.op("Greater", [scores, b.const("conf", np.float32(v.conf))])
+    kept = b.op("Where", [above, scores, b.const("zero_kept", np.float32(0))])
+    top_scores, top = b.op("TopK", [kept, b.const("k", np.array([v.max_detections], dtype=np.int64))], outputs=2, axis=1)
+    num = b.op("ReduceSum", [b.op("Cast", [b.op("Greater", [top_scores, b.const("zero_f", np.float32(0))])], to=onnx.TensorProto.INT32),
+                             b.const("axis1_sum", np.array([1], dtype=np.int64))], keepdims=1)
+    index = b.op("Unsqueeze", [top, b.const("axis2_idx", np.array([2], dtype=np.int64))])
+    top_boxes = b.op("GatherND", [boxes, index], batch_dims=1)
+    top_classes = b.op("Cast", [b.op("GatherND", [classes, index], batch_dims=1)], to=onnx.TensorProto.INT32)
+    return num, top_boxes, top_scores, top_classes
+
+
 def _to_original_pixels(b: _Builder, v: Variant, letterbox, num, boxes, scores, classes):
     """(box - pad) / scale, clipped to the image; rows past num zeroed (classes -1)."""
     def per_box(start):  # [B, 2] -> [B, 1, 4] as (x, y, x, y)
@@ -163,8 +184,9 @@ def build_detector_graph(network: onnx.ModelProto, variant: Variant, nms: str) -
     graph = gs.import_onnx(network)
     b = _Builder(graph)
     net_in, output0 = graph.inputs[0], graph.outputs[0]
-    if output0.shape[1] != 4 + variant.num_classes:
-        raise ValueError(f"expected a detection head with {4 + variant.num_classes} rows, got output0 {output0.shape}")
+    expected_rows = (None, 6) if variant.nms_free else (4 + variant.num_classes, None)
+    if any(e is not None and e != got for e, got in zip(expected_rows, output0.shape[1:])):
+        raise ValueError(f"output0 {output0.shape} is not the {'NMS-free' if variant.nms_free else 'detection'} head of {variant.name}")
 
     img_spec = letterboxed_images(variant.imgsz)
     images = gs.Variable(img_spec.name, dtype=np.uint8, shape=["batch", *img_spec.dims])
@@ -174,8 +196,10 @@ def build_detector_graph(network: onnx.ModelProto, variant: Variant, nms: str) -
     scaled = b.op("Cast", [images], to=onnx.TensorProto.FLOAT)
     graph.nodes.append(gs.Node("Div", "Normalize", inputs=[scaled, b.const("255", np.float32(255))], outputs=[net_in]))
 
-    decoded = _decode_head(b, output0, variant.num_classes)
-    detections = _NMS[nms](b, variant, *decoded)
+    if variant.nms_free:  # the same graph for both flavours: no NMS at all
+        detections = _one_to_one(b, variant, output0)
+    else:
+        detections = _NMS[nms](b, variant, *_decode_head(b, output0, variant.num_classes))
     results = _to_original_pixels(b, variant, letterbox, *detections)
 
     graph.inputs = [images, letterbox]
@@ -197,7 +221,7 @@ def create_onnx(weights: str | Path, variant: Variant, nms: str, output: str | P
     """Export `weights` with Ultralytics and write the detector graph of `variant` to `output`."""
     output = Path(output)
     with tempfile.TemporaryDirectory() as tmp:
-        network = onnx.load(export_network(weights, variant.imgsz, Path(tmp)))
+        network = onnx.load(export_network(weights, variant, Path(tmp)))
     model = build_detector_graph(network, variant, nms)
     onnx.checker.check_model(model)
     output.parent.mkdir(parents=True, exist_ok=True)

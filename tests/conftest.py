@@ -18,7 +18,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics: no update or hub chec
 SHARED_DATA = Path(os.environ.get("YOLO_TEST_DATA", ROOT.parent / "shared" / "data"))
 WEIGHTS_DIR = SHARED_DATA / "weights"
 COCO_IMAGES = SHARED_DATA / "coco128" / "images" / "train2017"
-SERVED = ("yolov11_nano", "yolov11_small", "yolov11_medium", "yolov8_nano")
+SERVED = ("yolov11_nano", "yolov11_small", "yolov11_medium", "yolov8_nano", "yolov26_nano", "yolov11_nano_eval")
 
 
 def ultralytics_assets() -> Path:
@@ -89,7 +89,8 @@ def client(triton, protocol):
 class Reference:
     """Ultralytics' own predict on the same weights, conf, iou, imgsz and K, computed once per variant.
     rect=False: Ultralytics' .pt predict otherwise pads to the smallest stride multiple, while the
-    served graph (like Ultralytics' own fixed-shape ONNX/TensorRT exports) takes a 640x640 square."""
+    served graph (like Ultralytics' own fixed-shape ONNX/TensorRT exports) takes a 640x640 square.
+    nms=False selects YOLO26's NMS-free one-to-one head, as the export does."""
 
     def __init__(self):
         self.cache: dict[str, dict[Path, object]] = {}
@@ -105,7 +106,7 @@ class Reference:
             model = YOLO(str(weights_of(name)))
             for path in todo:
                 result = model.predict(str(path), conf=v.conf, iou=v.iou, imgsz=v.imgsz, max_det=v.max_detections,
-                                       rect=False, verbose=False)[0]
+                                       rect=False, nms=False if v.nms_free else None, verbose=False)[0]
                 done[path] = Detections.from_ultralytics(result)
         return {p: done[p] for p in images}
 

@@ -6,7 +6,7 @@ these names, shapes and numbers from here, so none of them can drift from the ot
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -83,6 +83,7 @@ class Variant:
     iou: float = 0.45
     class_agnostic: bool = False
     num_classes: int = 80
+    nms_free: bool = False  # YOLO26's one-to-one head: top K by score above conf, no NMS
 
     @property
     def detector(self) -> str:
@@ -101,19 +102,23 @@ class Variant:
         return (letterboxed_images(self.imgsz), LETTERBOX_PARAMS)
 
 
-VARIANTS: dict[str, Variant] = {
-    v.name: v
-    for v in (
-        Variant("yolov11_nano", "yolo11n.pt", max_batch_size=128, preferred_batch_sizes=(8, 32, 64, 128)),
-        Variant("yolov11_small", "yolo11s.pt", max_batch_size=64, preferred_batch_sizes=(8, 32, 64)),
-        Variant("yolov11_medium", "yolo11m.pt", max_batch_size=32, preferred_batch_sizes=(8, 16, 32)),
-        Variant("yolov8_nano", "yolov8n.pt", max_batch_size=128, preferred_batch_sizes=(8, 32, 64, 128)),
-    )
-}
+def for_evaluation(v: Variant) -> Variant:
+    """The same model with Ultralytics' `val` settings (max_det 300, conf 0.001, iou 0.7), for mAP."""
+    return replace(v, name=f"{v.name}_eval", max_detections=300, conf=0.001, iou=0.7)
+
+
+_SERVING = (
+    Variant("yolov11_nano", "yolo11n.pt", max_batch_size=128, preferred_batch_sizes=(8, 32, 64, 128)),
+    Variant("yolov11_small", "yolo11s.pt", max_batch_size=64, preferred_batch_sizes=(8, 32, 64)),
+    Variant("yolov11_medium", "yolo11m.pt", max_batch_size=32, preferred_batch_sizes=(8, 16, 32)),
+    Variant("yolov8_nano", "yolov8n.pt", max_batch_size=128, preferred_batch_sizes=(8, 32, 64, 128)),
+    Variant("yolov26_nano", "yolo26n.pt", max_batch_size=128, preferred_batch_sizes=(8, 32, 64, 128), nms_free=True),
+)
+VARIANTS: dict[str, Variant] = {v.name: v for v in (*_SERVING, *map(for_evaluation, _SERVING))}
 DEFAULT_VARIANTS = ("yolov11_nano", "yolov11_small", "yolov11_medium")
 
 
 def variant_for_weights(path: str) -> Optional[Variant]:
-    """The variant whose weights file has this file's name (yolo11n.pt -> yolov11_nano)."""
+    """The (serving, not eval) variant whose weights file has this file's name (yolo11n.pt -> yolov11_nano)."""
     name = path.replace("\\", "/").rsplit("/", 1)[-1]
     return next((v for v in VARIANTS.values() if v.weights == name), None)

@@ -31,7 +31,7 @@ def test_detections_match_ultralytics(client, protocol, name, test_images, refer
     counts = MatchCounts()
     for path in test_images:
         counts.add(path.name, expected[path], ours[path])
-    MATCH_REPORT.append(f"{name:15s} {protocol:4s} {len(test_images)} images: {counts}")
+    MATCH_REPORT.append(f"{name:18s} {protocol:4s} {len(test_images)} images: {counts}")
     assert counts.reference > 0
     assert counts.matched_fraction >= 0.99, f"{counts}; first misses: {counts.misses[:5]}"
     assert counts.extra_fraction <= 0.01, str(counts)

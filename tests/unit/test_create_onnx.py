@@ -13,7 +13,7 @@ from conftest import weights_of
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
-    return onnx.load(export_network(weights_of("yolov11_nano"), 640, tmp_path_factory.mktemp("export")))
+    return onnx.load(export_network(weights_of("yolov11_nano"), VARIANTS["yolov11_nano"], tmp_path_factory.mktemp("export")))
 
 
 @pytest.fixture(scope="module")
