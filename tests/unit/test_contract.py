@@ -85,9 +85,15 @@ def test_served_detector_graphs_are_the_contract(model_repository):
         expect = lambda specs: [(s.name, ONNX_TYPES[s.data_type], ["batch", *s.dims]) for s in specs]
         assert _graph_io(graph.input) == expect(v.detector_inputs)
         assert _graph_io(graph.output) == expect(v.outputs)
-        assert [n.op_type for n in graph.node].count("NonMaxSuppression") == 1
-        assert not any(n.op_type == "EfficientNMS_TRT" for n in graph.node)
-        nms = next(n for n in graph.node if n.op_type == "NonMaxSuppression")
+        ops = [n.op_type for n in graph.node]
+        assert "EfficientNMS_TRT" not in ops
         consts = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+        if v.nms_free:  # no NMS: the one-to-one head's detections above conf, top K
+            assert "NonMaxSuppression" not in ops
+            ks = [consts[n.input[1]].tolist() for n in graph.node if n.op_type == "TopK" and n.input[1] in consts]
+            assert [v.max_detections] in ks
+            continue
+        assert ops.count("NonMaxSuppression") == 1
+        nms = next(n for n in graph.node if n.op_type == "NonMaxSuppression")
         assert consts[nms.input[2]].tolist() == [v.max_detections]
         assert np.isclose(consts[nms.input[3]][0], v.iou) and np.isclose(consts[nms.input[4]][0], v.conf)
