@@ -1,0 +1,79 @@
+"""The TensorRT graph's semantics, without TensorRT: its EfficientNMS_TRT node bound to a reference
+of the plugin's documented behaviour (tests/efficient_nms_reference.py, a stand-in because
+TensorRT cannot be installed here), the graph run in ONNX Runtime gives the same detections as the
+CPU graph (standard NonMaxSuppression) and as Ultralytics' predict, on the shared images."""
+
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from efficient_nms_reference import bind_to_onnxruntime, efficient_nms
+from matching import Detections, MatchCounts
+from yolo_triton.contract import VARIANTS
+from yolo_triton.export.create_onnx import build_detector_graph, export_network
+from yolo_triton.preprocessing import decode, letterbox_into
+
+from conftest import MATCH_REPORT, WEIGHTS_DIR
+
+
+def _letterboxed(paths):
+    images = np.empty((len(paths), 3, 640, 640), np.uint8)
+    params = np.stack([letterbox_into(images[i], decode(p.read_bytes())) for i, p in enumerate(paths)])
+    return {"images": images, "letterbox": params}
+
+
+def _sessions(variant, tmp_path):
+    network = onnx.load(export_network(WEIGHTS_DIR / variant.weights, variant, tmp_path))
+    trt_graph = build_detector_graph(network, variant, "efficient_nms")
+    options = bind_to_onnxruntime(trt_graph)
+    return (ort.InferenceSession(trt_graph.SerializeToString(), options, providers=["CPUExecutionProvider"]),
+            ort.InferenceSession(build_detector_graph(network, variant, "onnx").SerializeToString(), providers=["CPUExecutionProvider"]))
+
+
+def test_reference_on_a_hand_made_case():
+    boxes = np.array([[[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 10]]], np.float32)
+    scores = np.zeros((1, 4, 3), np.float32)
+    scores[0, 0, 0], scores[0, 1, 0], scores[0, 2, 1], scores[0, 3, 2] = 0.9, 0.8, 0.7, 0.6  # box 1 overlaps box 0 (IoU 0.68)
+    num, b, s, c = efficient_nms(boxes, scores, score_threshold=0.25, iou_threshold=0.45, max_output_boxes=5)
+    assert num.tolist() == [[3]] and c[0, :3].tolist() == [0, 1, 2] and np.allclose(s[0, :3], [0.9, 0.7, 0.6])
+    assert (b[0, 3:] == 0).all() and (s[0, 3:] == 0).all()
+    num, *_ = efficient_nms(boxes, scores, score_threshold=0.25, iou_threshold=0.45, max_output_boxes=5, class_agnostic=1)
+    assert num.tolist() == [[2]]  # box 3 (class 2) now suppressed by box 0
+    num, *_ = efficient_nms(boxes, scores, score_threshold=0.25, iou_threshold=0.7, max_output_boxes=2)
+    assert num.tolist() == [[2]]  # K caps the output
+    cxcywh = np.array([[[5, 5, 10, 10]]], np.float32)
+    _, b, _, _ = efficient_nms(cxcywh, np.full((1, 1, 1), 3.0, np.float32), score_threshold=0.5, iou_threshold=0.5,
+                               max_output_boxes=1, box_coding=1, score_activation=1)
+    assert b[0, 0].tolist() == [0, 0, 10, 10]
+
+
+AGNOSTIC = replace(VARIANTS["yolov8_nano"], name="yolov8_nano_agnostic", class_agnostic=True)
+
+
+@pytest.mark.parametrize("variant", [VARIANTS["yolov11_nano"], VARIANTS["yolov8_nano"], VARIANTS["yolov11_nano_eval"], AGNOSTIC],
+                         ids=lambda v: v.name)
+def test_efficient_nms_graph_equals_onnx_graph_and_ultralytics(variant, test_images, tmp_path):
+    from ultralytics import YOLO
+
+    trt_like, cpu = _sessions(variant, tmp_path)
+    model = YOLO(str(WEIGHTS_DIR / variant.weights))
+    counts, differing = MatchCounts(), 0
+    for start in range(0, len(test_images), 10):
+        paths = test_images[start:start + 10]
+        feed = _letterboxed(paths)
+        got, want = trt_like.run(None, feed), cpu.run(None, feed)
+        for i, path in enumerate(paths):
+            ours = Detections.from_outputs(*(o[i] for o in got))
+            same = Detections.from_outputs(*(o[i] for o in want))
+            differing += not (len(ours.scores) == len(same.scores) and np.array_equal(ours.classes, same.classes)
+                              and np.allclose(ours.boxes, same.boxes, atol=1e-3) and np.allclose(ours.scores, same.scores, atol=1e-6))
+            ref = model.predict(str(path), conf=variant.conf, iou=variant.iou, imgsz=variant.imgsz, max_det=variant.max_detections,
+                                agnostic_nms=variant.class_agnostic, rect=False, verbose=False)[0]
+            counts.add(path.name, Detections.from_ultralytics(ref), ours)
+    MATCH_REPORT.append(f"{variant.name:18s} EfficientNMS graph (reference plugin, ONNX Runtime): {counts}; "
+                        f"{differing} of {len(test_images)} images differ from the ONNX-NMS graph")
+    assert differing == 0
+    assert counts.matched_fraction >= 0.99 and counts.extra_fraction <= 0.01, str(counts)
