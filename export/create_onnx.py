@@ -37,6 +37,8 @@ IR_VERSION = 8  # the IR of opset 17; newer onnx packages write IRs that older r
 # TensorRT's parser finds a plugin by op type whatever the domain; a domain of its own keeps the
 # node apart from the standard ops for onnx.checker and ONNX Runtime custom-op bindings.
 PLUGIN_DOMAIN = "TRT"
+# names of the nodes mapping boxes to original pixels; build_engine.py keeps them in FP32
+BOX_MAPPING_SCOPE = "box_mapping/"
 
 
 def export_network(weights: str | Path, variant: Variant, workdir: Path) -> Path:
@@ -62,11 +64,12 @@ class _Builder:
     def __init__(self, graph: gs.Graph):
         self.graph = graph
         self.count = 0
+        self.scope = ""  # prefix of the names of the nodes added
 
     def op(self, op: str, inputs: list, outputs: int = 1, domain: str | None = None, **attrs) -> gs.Variable | list:
         self.count += 1
         outs = [gs.Variable(f"{op.lower()}_{self.count}_{i}") for i in range(outputs)]
-        node = gs.Node(op, f"{op}_{self.count}", attrs=attrs, inputs=inputs, outputs=outs, domain=domain)
+        node = gs.Node(op, f"{self.scope}{op}_{self.count}", attrs=attrs, inputs=inputs, outputs=outs, domain=domain)
         self.graph.nodes.append(node)
         return outs[0] if outputs == 1 else outs
 
@@ -159,6 +162,7 @@ def _one_to_one(b: _Builder, v: Variant, output0: gs.Variable):
 
 def _to_original_pixels(b: _Builder, v: Variant, letterbox, num, boxes, scores, classes):
     """(box - pad) / scale, clipped to the image; rows past num zeroed (classes -1)."""
+    b.scope = BOX_MAPPING_SCOPE
     def per_box(start):  # [B, 2] -> [B, 1, 4] as (x, y, x, y)
         pair = b.slice(letterbox, start, start + 2, axis=1)
         return b.op("Unsqueeze", [b.op("Concat", [pair, pair], axis=1), b.const(f"axis1_{start}", np.array([1], dtype=np.int64))])

@@ -1,12 +1,15 @@
-"""Build the Triton model repository (CPU path) from the contract and the variant table.
+"""Build the Triton model repository from the contract and the variant table.
 
 For each chosen variant it writes three models, all configs generated from contract.py:
 
     preprocess              Python: encoded bytes -> letterboxed UINT8 + letterbox params (shared)
-    <variant>_detector      Python + ONNX Runtime: the graph of export/create_onnx.py (NMS inside)
+    <variant>_detector      the graph of export/create_onnx.py (NMS and box mapping inside), run by
+                            target "onnxruntime" (CPU): a Python model with ONNX Runtime, or
+                            target "tensorrt" (GPU): a TensorRT plan built here by build_engine.py
     <variant>               ensemble: image -> preprocess -> detector -> num_dets, det_boxes, ...
 
-    python -m yolo_triton.repository [--out model_repository]   (weights: see resolve_weights)
+    python -m yolo_triton.repository [--out model_repository] [--target onnxruntime|tensorrt]
+    (weights: see resolve_weights)
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import hashlib
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 from yolo_triton import contract
@@ -31,14 +35,19 @@ def _tensor_list(kind: str, specs: tuple[TensorSpec, ...]) -> str:
     return f"{kind} [\n{rows}\n]\n"
 
 
-def _python_model(name: str, max_batch_size: int, inputs, outputs, preferred: tuple[int, ...], parameters: dict[str, str]) -> str:
-    params = "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in parameters.items())
+def _model(name: str, runtime: str, max_batch_size: int, inputs, outputs, preferred: tuple[int, ...],
+           kind: str = "KIND_CPU", parameters: dict[str, str] | None = None) -> str:
+    params = "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in (parameters or {}).items())
     return (
-        f'name: "{name}"\nbackend: "python"\nmax_batch_size: {max_batch_size}\n'
+        f'name: "{name}"\n{runtime}\nmax_batch_size: {max_batch_size}\n'
         + _tensor_list("input", inputs) + _tensor_list("output", outputs)
         + f"dynamic_batching {{ preferred_batch_size: [ {', '.join(map(str, preferred))} ] max_queue_delay_microseconds: {QUEUE_DELAY_US} }}\n"
-        + "instance_group [ { kind: KIND_CPU count: 1 } ]\n" + params
+        + f"instance_group [ {{ kind: {kind} count: 1 }} ]\n" + params
     )
+
+
+PYTHON = 'backend: "python"'
+TARGETS = ("onnxruntime", "tensorrt")
 
 
 def preprocess_config(variants: list[Variant]) -> str:
@@ -48,11 +57,15 @@ def preprocess_config(variants: list[Variant]) -> str:
     imgsz = sizes.pop()
     max_batch = max(v.max_batch_size for v in variants)
     preferred = tuple(sorted({b for v in variants for b in v.preferred_batch_sizes}))
-    return _python_model(PREPROCESS_MODEL, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred, {"imgsz": str(imgsz)})
+    return _model(PREPROCESS_MODEL, PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
+                  parameters={"imgsz": str(imgsz)})
 
 
-def detector_config(v: Variant) -> str:
-    return _python_model(v.detector, v.max_batch_size, v.detector_inputs, v.outputs, v.preferred_batch_sizes, {})
+def detector_config(v: Variant, target: str = "onnxruntime") -> str:
+    if target == "tensorrt":
+        return _model(v.detector, 'platform: "tensorrt_plan"', v.max_batch_size, v.detector_inputs, v.outputs,
+                      v.preferred_batch_sizes, kind="KIND_GPU")
+    return _model(v.detector, PYTHON, v.max_batch_size, v.detector_inputs, v.outputs, v.preferred_batch_sizes)
 
 
 def ensemble_config(v: Variant) -> str:
@@ -106,18 +119,27 @@ def resolve_weights(env: dict[str, str] | None = None) -> dict[str, str]:
     return {n: VARIANTS[n].weights for n in (names or contract.DEFAULT_VARIANTS)}
 
 
-def _export_key(v: Variant, weights: str, nms: str) -> str:
-    """Changes whenever the weights, the variant row or the export code change."""
-    h = hashlib.sha256(repr((v, nms)).encode())
+def _export_key(v: Variant, weights: str, target: str) -> str:
+    """Changes whenever the weights, the variant row, the target or the export code change."""
+    h = hashlib.sha256(repr((v, target)).encode())
     for f in (Path(weights), ROOT / "export" / "create_onnx.py", ROOT / "yolo_triton" / "contract.py"):
         if f.is_file():
             h.update(f.read_bytes())
     return h.hexdigest()
 
 
-def write_repository(out: Path, weights: dict[str, str], nms: str = "onnx") -> Path:
-    """Write the repository for the variants in `weights`; exports are redone only when stale."""
+def _gpu_name() -> str:
+    return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", "0"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def write_repository(out: Path, weights: dict[str, str], target: str = "onnxruntime") -> Path:
+    """Write the repository for the variants in `weights`; exports (and engine builds) are redone
+    only when stale: a plan also when the GPU model or the TensorRT version changes."""
     from yolo_triton.export.create_onnx import create_onnx
+
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
 
     out = Path(out)
     variants = [VARIANTS[n] for n in weights]
@@ -137,21 +159,35 @@ def write_repository(out: Path, weights: dict[str, str], nms: str = "onnx") -> P
 
     model(PREPROCESS_MODEL, preprocess_config(variants), "preprocess.py")
     for v in variants:
-        version = model(v.detector, detector_config(v), "onnxruntime_detector.py")
+        source = "onnxruntime_detector.py" if target == "onnxruntime" else None
+        version = model(v.detector, detector_config(v, target), source)
         model(v.name, ensemble_config(v))
-        onnx_file, stamp = version / "model.onnx", version / "model.onnx.key"
-        key = _export_key(v, weights[v.name], nms)
-        if not (onnx_file.exists() and stamp.exists() and stamp.read_text() == key):
-            create_onnx(weights[v.name], v, nms, onnx_file)
-            stamp.write_text(key)
+        key = _export_key(v, weights[v.name], target)
+        if target == "onnxruntime":
+            product = version / "model.onnx"
+        else:  # the plan, built from the EfficientNMS graph, which stays beside it for inspection
+            from yolo_triton.export.build_engine import build_engine, tensorrt_version
+
+            key += f" {_gpu_name()} TensorRT {tensorrt_version()}"
+            product = version / "model.plan"
+        stamp = product.with_name(product.name + ".key")
+        if product.exists() and stamp.exists() and stamp.read_text() == key:
+            continue
+        if target == "onnxruntime":
+            create_onnx(weights[v.name], v, "onnx", product)
+        else:
+            graph = create_onnx(weights[v.name], v, "efficient_nms", version / "model.onnx")
+            build_engine(graph, product, v, timing_cache=out / "timing.cache")
+        stamp.write_text(key)
     return out
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--target", choices=TARGETS, default="onnxruntime", help="detector runtime: CPU or TensorRT")
     args = parser.parse_args()
-    print(write_repository(args.out, resolve_weights()))
+    print(write_repository(args.out, resolve_weights(), args.target))
 
 
 if __name__ == "__main__":

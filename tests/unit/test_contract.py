@@ -7,7 +7,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from yolo_triton.contract import IMAGE_INPUT, PREPROCESS_MODEL, VARIANTS, detection_outputs
-from yolo_triton.repository import detector_config, ensemble_config, preprocess_config
+from yolo_triton.repository import TARGETS, detector_config, ensemble_config, preprocess_config
 
 DTYPE = model_config_pb2.DataType
 
@@ -50,11 +50,16 @@ def test_ensemble_config_is_the_contract(name):
     assert dict(second.output_map) == {s.name: s.name for s in v.outputs}
 
 
+@pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_detector_config_is_the_contract(name):
+def test_detector_config_is_the_contract(name, target):
     v = VARIANTS[name]
-    config = _parse(detector_config(v))
-    assert config.name == v.detector and config.backend == "python" and config.max_batch_size == v.max_batch_size
+    config = _parse(detector_config(v, target))
+    assert config.name == v.detector and config.max_batch_size == v.max_batch_size
+    if target == "tensorrt":
+        assert config.platform == "tensorrt_plan" and config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    else:
+        assert config.backend == "python" and config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
     assert _io(config.input) == _spec(v.detector_inputs)
     assert _io(config.output) == _spec(v.outputs)
     assert list(config.dynamic_batching.preferred_batch_size) == list(v.preferred_batch_sizes)

@@ -1,0 +1,92 @@
+"""Stage 2 of export: the detector's ONNX graph (EfficientNMS flavour) -> a raw TensorRT plan.
+
+Runs in NVIDIA's TensorRT container of the pinned release (see .env), on the GPU that will serve
+the plan: plans are specific to a GPU model and a TensorRT version. The plan is written raw, as
+`builder.build_serialized_network` returns it: Triton's tensorrt_plan loads exactly that (the
+metadata header Ultralytics puts in front of its .engine files is why those fail in Triton).
+
+    python export/build_engine.py --onnx model.onnx --variant yolov11_nano -o model.plan [--timing-cache cache.bin]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from yolo_triton.contract import VARIANTS, Variant
+from yolo_triton.export.create_onnx import BOX_MAPPING_SCOPE
+
+WORKSPACE_BYTES = 4 << 30
+
+
+def optimisation_profile(variant: Variant) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """Input name -> (min, opt, max) shapes: batch 1, the largest preferred batch (what dynamic
+    batching forms under load), and the variant's max batch size."""
+    opt = max(variant.preferred_batch_sizes)
+    return {s.name: ((1, *s.dims), (opt, *s.dims), (variant.max_batch_size, *s.dims)) for s in variant.detector_inputs}
+
+
+def build_engine(onnx_path: str | Path, plan_path: str | Path, variant: Variant, fp16: bool = True,
+                 timing_cache: str | Path | None = None) -> Path:
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    trt.init_libnvinfer_plugins(logger, "")  # registers EfficientNMS_TRT
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch (the only mode of TensorRT 10)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}:\n{errors}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+        # boxes are mapped back to original pixels (up to thousands) in FP32: FP16 would be off by pixels
+        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            if layer.name.startswith(BOX_MAPPING_SCOPE) and layer.get_output(0).dtype == trt.float32:
+                layer.precision = trt.float32
+                layer.set_output_type(0, trt.float32)
+
+    profile = builder.create_optimization_profile()
+    for name, (smallest, typical, largest) in optimisation_profile(variant).items():
+        profile.set_shape(name, smallest, typical, largest)
+    config.add_optimization_profile(profile)
+
+    cache_file = Path(timing_cache) if timing_cache else None
+    cache = config.create_timing_cache(cache_file.read_bytes() if cache_file and cache_file.exists() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise RuntimeError(f"TensorRT could not build an engine from {onnx_path}")
+    plan_path = Path(plan_path)
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    plan_path.write_bytes(bytes(plan))
+    if cache_file:
+        cache_file.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return plan_path
+
+
+def tensorrt_version() -> str:
+    import tensorrt as trt
+
+    return trt.__version__
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--onnx", required=True, help="graph of create_onnx.py --nms efficient_nms")
+    parser.add_argument("--variant", required=True, choices=sorted(VARIANTS))
+    parser.add_argument("-o", "--output", required=True, help="where to write the plan (model.plan)")
+    parser.add_argument("--timing-cache", help="read and updated, so later builds on this GPU are faster")
+    parser.add_argument("--fp32", action="store_true", help="no FP16")
+    args = parser.parse_args()
+    print(build_engine(args.onnx, args.output, VARIANTS[args.variant], not args.fp32, args.timing_cache))
+
+
+if __name__ == "__main__":
+    main()
