@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install repository serve test clean
+.PHONY: install repository serve test bench-input clean
 
 install: $(INSTALLED)
 
@@ -21,6 +21,12 @@ repository: install
 # serve the ensembles on 127.0.0.1: HTTP 8000, gRPC 8001, metrics 8002
 serve: install
 	$(PY) -m yolo_triton.serve
+
+# perf_analyzer's input data from a folder of images, for `docker compose run --rm perf_analyzer`:
+#   make bench-input BENCH_IMAGES=/path/to/jpegs
+bench-input: install
+	@test -n "$(BENCH_IMAGES)" || { echo "usage: make bench-input BENCH_IMAGES=/path/to/images"; exit 2; }
+	$(PY) -m yolo_triton.benchmarks.perf_input $(BENCH_IMAGES) -o build/bench/perf_input.json
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,98 @@
+"""The GPU deployment, validated statically (no container engine or GPU here): one pinned release
+train, Dockerfiles that build from it, and a compose file that `docker-compose config` accepts and
+that carries the GPU reservation, memory pool, shm, healthcheck and ports the ensemble needs."""
+
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from yolo_triton.contract import VARIANTS, letterboxed_images, LETTERBOX_PARAMS
+from yolo_triton.repository import ROOT
+
+ENV = dict(line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines() if line and not line.startswith("#"))
+RELEASE = ENV["NGC_RELEASE"]
+DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
+
+
+def test_release_is_pinned_once():
+    assert re.fullmatch(r"\d\d\.\d\d", RELEASE)
+    readme = (ROOT / "README.md").read_text()
+    assert f"NGC {RELEASE}" in readme and "Triton 2.51" in readme
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in tracked:
+        path = ROOT / name
+        if name in (".env", "README.md") or not path.is_file() or path.suffix in (".png", ".jpg"):
+            continue
+        text = path.read_text(errors="ignore")
+        assert not re.search(r"(tritonserver|tensorrt):\d\d\.\d\d", text), f"{name} pins a release itself; use NGC_RELEASE"
+
+
+def test_memory_pool_fits_the_largest_handoff():
+    handoff = max(v.max_batch_size * (letterboxed_images(v.imgsz).numpy_dtype.itemsize * 3 * v.imgsz ** 2
+                                      + LETTERBOX_PARAMS.numpy_dtype.itemsize * 6) for v in VARIANTS.values())
+    assert int(ENV["CUDA_MEMORY_POOL_BYTES"]) >= 3 * handoff
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_builds_from_the_pinned_release(dockerfile):
+    lines = [line.strip() for line in dockerfile.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert lines[0] == "ARG NGC_RELEASE"
+    assert re.fullmatch(r"FROM nvcr\.io/nvidia/(tritonserver|tensorrt):\$\{NGC_RELEASE\}-py3", lines[1])
+    for line in lines:
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), f"{dockerfile.name}: COPY source {source} missing"
+
+
+def _pins(path):
+    return dict(line.split("==") for line in path.read_text().splitlines() if line and not line.startswith("#"))
+
+
+@pytest.mark.parametrize("requirements", sorted((ROOT / "docker").glob("requirements-*.txt")), ids=lambda p: p.name)
+def test_container_requirements_are_pinned_as_locally(requirements):
+    local = _pins(ROOT / "requirements.txt")
+    pins = _pins(requirements)  # every line name==version
+    for name, version in pins.items():
+        if name in local or name.replace("-headless", "") in local:
+            assert version == local.get(name, local.get(name.replace("-headless", ""))), f"{name} differs from requirements.txt"
+
+
+@pytest.fixture(scope="module")
+def compose():
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (.ci/run installs Debian's docker-compose)")
+    out = subprocess.run(["docker-compose", "--profile", "bench", "config"], cwd=ROOT, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    return yaml.safe_load(out.stdout)
+
+
+def _gpu(service):
+    return service["deploy"]["resources"]["reservations"]["devices"] == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+
+
+def test_compose_engine_builds_plans_on_the_gpu(compose):
+    engine = compose["services"]["engine"]
+    assert _gpu(engine) and engine["build"]["args"]["NGC_RELEASE"] == RELEASE
+    assert "--target tensorrt --out /models" in " ".join(engine["command"])
+    assert "models:/models:rw" in engine["volumes"]
+
+
+def test_compose_triton_service(compose):
+    triton = compose["services"]["triton"]
+    assert _gpu(triton) and triton["image"] == f"yolo-triton:{RELEASE}"
+    assert triton["depends_on"]["engine"]["condition"] == "service_completed_successfully"
+    assert f"--cuda-memory-pool-byte-size=0:{ENV['CUDA_MEMORY_POOL_BYTES']}" in triton["command"]
+    assert "--model-control-mode=none" in triton["command"]
+    assert sorted(triton["ports"]) == [f"127.0.0.1:{p}:{p}/tcp" for p in (8000, 8001, 8002)]  # BIND_ADDRESS unset
+    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    assert triton["shm_size"] and int(triton["ulimits"]["memlock"]) == -1
+
+
+def test_compose_perf_analyzer_from_the_sdk_image(compose):
+    bench = compose["services"]["perf_analyzer"]
+    assert bench["image"] == f"nvcr.io/nvidia/tritonserver:{RELEASE}-py3-sdk" and bench["profiles"] == ["bench"]
+    assert "triton:8001" in bench["command"] and "--input-data=/bench/perf_input.json" in bench["command"]
