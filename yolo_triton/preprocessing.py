@@ -68,3 +68,27 @@ def letterbox_into(out: np.ndarray, image: np.ndarray) -> np.ndarray:
     out[...] = PADDING_VALUE
     out[:, box.top:box.top + box.new_height, box.left:box.left + box.new_width] = image[..., ::-1].transpose(2, 0, 1)
     return box.params()
+
+
+class CpuPreprocessor:
+    """The CPU implementation of the preprocess model's two steps (GpuPreprocessor's twin)."""
+
+    def __init__(self, imgsz: int):
+        self.imgsz = imgsz
+
+    def decode(self, rows: list[bytes]) -> list:
+        """Every row decoded (BGR), or the ImageError of that row."""
+        images = []
+        for data in rows:
+            try:
+                images.append(decode(data))
+            except ImageError as e:
+                images.append(e)
+        return images
+
+    def letterbox(self, images: list) -> tuple[np.ndarray, np.ndarray]:
+        batch = np.empty((len(images), 3, self.imgsz, self.imgsz), np.uint8)
+        params = np.empty((len(images), *LETTERBOX_PARAMS.dims), LETTERBOX_PARAMS.numpy_dtype)
+        for i, image in enumerate(images):
+            params[i] = letterbox_into(batch[i], image)
+        return batch, params

@@ -1,8 +1,11 @@
-"""Triton Python-backend model `preprocess` (CPU): encoded images -> letterboxed hand-off tensor.
+"""Triton Python-backend model `preprocess`: encoded images -> letterboxed hand-off tensor.
 
 Input `image` (BYTES, one encoded image per row). Outputs `images` (UINT8 [3, S, S], RGB) and
-`letterbox` (FP32 [6]) for the detector. A row that does not decode fails its own request with a
-message naming the row; the other requests of the same batch are answered normally.
+`letterbox` (FP32 [6]) for the detector. On the GPU (nvImageCodec + CuPy, gpu_preprocessing.py)
+`images` stays in GPU memory and goes to the detector by DLPack; on the CPU, OpenCV
+(preprocessing.py). Config parameter `device`: "auto" (the GPU when CuPy, nvImageCodec and a GPU
+are there), "gpu" or "cpu". A row that does not decode fails its own request with a message naming
+the row; the other requests of the same batch are answered normally.
 """
 
 import json
@@ -12,46 +15,82 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from yolo_triton.contract import IMAGE_INPUT, LETTERBOX_PARAMS, letterboxed_images
-from yolo_triton.preprocessing import ImageError, decode, letterbox_into
+from yolo_triton.preprocessing import CpuPreprocessor, ImageError
+
+
+def _gpu_available() -> bool:
+    try:
+        import cupy
+        from nvidia import nvimgcodec  # noqa: F401
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        self.imgsz = int(config["parameters"]["imgsz"]["string_value"])
-        self.images_spec = letterboxed_images(self.imgsz)
-        # warm-up: the first request should not pay for OpenCV's first decode and resize
+        parameters = config["parameters"]
+        imgsz = int(parameters["imgsz"]["string_value"])
+        self.images_spec = letterboxed_images(imgsz)
+        device = parameters.get("device", {}).get("string_value", "auto")
+        if device not in ("auto", "gpu", "cpu"):
+            raise ValueError(f"parameter device must be auto, gpu or cpu, not {device!r}")
+        self.on_gpu = device == "gpu" or (device == "auto" and _gpu_available())
+        if self.on_gpu:
+            import cupy
+
+            from yolo_triton.gpu_preprocessing import GpuPreprocessor
+
+            device_id = int(args.get("model_instance_device_id", 0) or 0) if args.get("model_instance_kind") == "GPU" else 0
+            self.impl = GpuPreprocessor(imgsz, device_id)
+            with self.impl.device:
+                self.stream = cupy.cuda.Stream(non_blocking=True)
+        else:
+            self.impl = CpuPreprocessor(imgsz)
+        # warm-up: kernel compile, decoder start, first OpenCV decode and resize
         ok, jpeg = cv2.imencode(".jpg", np.full((480, 640, 3), 128, np.uint8))
         self._preprocess([[jpeg.tobytes()]])
+        pb_utils.Logger.log_info(f"preprocess: {'GPU (nvImageCodec + CuPy)' if self.on_gpu else 'CPU (OpenCV)'}")
 
     def _preprocess(self, requests_rows):
-        """Letterbox every row of every request into one batch; per-request errors."""
-        total = sum(len(rows) for rows in requests_rows)
-        batch = np.empty((total, *self.images_spec.dims), self.images_spec.numpy_dtype)
-        params = np.zeros((total, *LETTERBOX_PARAMS.dims), LETTERBOX_PARAMS.numpy_dtype)
-        results, start = [], 0
+        """One decode call and one letterbox call for all rows of all requests; per request either
+        (images, params) or the ImageError naming its bad row."""
+        flat = [data for rows in requests_rows for data in rows]
+        if self.on_gpu:
+            with self.impl.device, self.stream:
+                decoded = self.impl.decode(flat, self.stream)
+                results = self._split(requests_rows, decoded, lambda good: self.impl.letterbox(good, self.stream))
+                self.stream.synchronize()  # the decoded images may be freed once the kernel has read them
+            return results
+        return self._split(requests_rows, self.impl.decode(flat), self.impl.letterbox)
+
+    @staticmethod
+    def _split(requests_rows, decoded, letterbox):
+        outcomes, good, start = [], [], 0
         for rows in requests_rows:
-            end = start + len(rows)
-            try:
-                for i, data in enumerate(rows):
-                    try:
-                        params[start + i] = letterbox_into(batch[start + i], decode(data))
-                    except ImageError as e:
-                        raise ImageError(f"image {i} of {len(rows)} in the request: {e}") from None
-                results.append((batch[start:end], params[start:end]))
-            except ImageError as e:
-                results.append(e)
-            start = end
-        return results
+            mine = decoded[start:start + len(rows)]
+            start += len(rows)
+            bad = next(((i, r) for i, r in enumerate(mine) if isinstance(r, ImageError)), None)
+            if bad:
+                outcomes.append(ImageError(f"image {bad[0]} of {len(rows)} in the request: {bad[1]}"))
+            else:
+                outcomes.append((len(good), len(good) + len(mine)))
+                good.extend(mine)
+        batch, params = letterbox(good)
+        return [o if isinstance(o, ImageError) else (batch[o[0]:o[1]], params[o[0]:o[1]]) for o in outcomes]
 
     def execute(self, requests):
         rows = [pb_utils.get_input_tensor_by_name(r, IMAGE_INPUT.name).as_numpy().reshape(-1) for r in requests]
         responses = []
         for result in self._preprocess(rows):
-            if isinstance(result, Exception):
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(result), pb_utils.TritonError.INVALID_ARG)))
-            else:
-                images, params = result
-                responses.append(pb_utils.InferenceResponse(output_tensors=[
-                    pb_utils.Tensor(self.images_spec.name, images), pb_utils.Tensor(LETTERBOX_PARAMS.name, params)]))
+            if isinstance(result, ImageError):
+                error = pb_utils.TritonError(str(result), pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(error=error))
+                continue
+            images, params = result
+            images = (pb_utils.Tensor.from_dlpack(self.images_spec.name, images) if self.on_gpu
+                      else pb_utils.Tensor(self.images_spec.name, images))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[images, pb_utils.Tensor(LETTERBOX_PARAMS.name, params)]))
         return responses
