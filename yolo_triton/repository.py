@@ -9,7 +9,7 @@ For each chosen variant it writes three models, all configs generated from contr
     <variant>               ensemble: image -> preprocess -> detector -> num_dets, det_boxes, ...
 
     python -m yolo_triton.repository [--out model_repository] [--target onnxruntime|tensorrt]
-    (weights: see resolve_weights)
+    (weights: see resolve_weights; YOLO_PREPROCESS_DEVICE=auto|gpu|cpu: where preprocess runs)
 """
 
 from __future__ import annotations
@@ -50,15 +50,21 @@ PYTHON = 'backend: "python"'
 TARGETS = ("onnxruntime", "tensorrt")
 
 
-def preprocess_config(variants: list[Variant]) -> str:
+PREPROCESS_DEVICES = ("auto", "gpu", "cpu")
+
+
+def preprocess_config(variants: list[Variant], target: str = "onnxruntime", device: str = "auto") -> str:
+    """device: where preprocess decodes and letterboxes ("auto": the GPU when it can)."""
     sizes = {v.imgsz for v in variants}
     if len(sizes) != 1:
         raise ValueError(f"one preprocess model serves one input size; the variants ask for {sorted(sizes)}")
     imgsz = sizes.pop()
     max_batch = max(v.max_batch_size for v in variants)
     preferred = tuple(sorted({b for v in variants for b in v.preferred_batch_sizes}))
+    if device not in PREPROCESS_DEVICES:
+        raise ValueError(f"preprocess device must be one of {PREPROCESS_DEVICES}, not {device!r}")
     return _model(PREPROCESS_MODEL, PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
-                  parameters={"imgsz": str(imgsz)})
+                  kind="KIND_GPU" if target == "tensorrt" else "KIND_CPU", parameters={"imgsz": str(imgsz), "device": device})
 
 
 def detector_config(v: Variant, target: str = "onnxruntime") -> str:
@@ -133,7 +139,7 @@ def _gpu_name() -> str:
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-def write_repository(out: Path, weights: dict[str, str], target: str = "onnxruntime") -> Path:
+def write_repository(out: Path, weights: dict[str, str], target: str = "onnxruntime", preprocess_device: str = "auto") -> Path:
     """Write the repository for the variants in `weights`; exports (and engine builds) are redone
     only when stale: a plan also when the GPU model or the TensorRT version changes."""
     from yolo_triton.export.create_onnx import create_onnx
@@ -157,7 +163,7 @@ def write_repository(out: Path, weights: dict[str, str], target: str = "onnxrunt
             shutil.copy(MODEL_SOURCES / source, version / "model.py")
         return version
 
-    model(PREPROCESS_MODEL, preprocess_config(variants), "preprocess.py")
+    model(PREPROCESS_MODEL, preprocess_config(variants, target, preprocess_device), "preprocess.py")
     for v in variants:
         source = "onnxruntime_detector.py" if target == "onnxruntime" else None
         version = model(v.detector, detector_config(v, target), source)
@@ -187,7 +193,8 @@ def main():
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--target", choices=TARGETS, default="onnxruntime", help="detector runtime: CPU or TensorRT")
     args = parser.parse_args()
-    print(write_repository(args.out, resolve_weights(), args.target))
+    device = os.environ.get("YOLO_PREPROCESS_DEVICE", "auto")
+    print(write_repository(args.out, resolve_weights(), args.target, device))
 
 
 if __name__ == "__main__":

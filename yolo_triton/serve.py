@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 from pathlib import Path
@@ -33,7 +34,7 @@ def main():
 
     weights = resolve_weights()
     print(f"Exporting and writing the model repository for {', '.join(weights)} ...", flush=True)
-    repository = write_repository(args.repository, weights)
+    repository = write_repository(args.repository, weights, preprocess_device=os.environ.get("YOLO_PREPROCESS_DEVICE", "auto"))
     server = TritonServer(repository, ROOT / "build", args.http_port, args.grpc_port, args.metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

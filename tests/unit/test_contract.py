@@ -73,7 +73,12 @@ def test_preprocess_config_serves_every_variant():
     assert config.max_batch_size == max(v.max_batch_size for v in variants)
     assert _io(config.input) == _spec([IMAGE_INPUT])
     assert _io(config.output) == _spec(variants[0].detector_inputs)
-    assert config.parameters["imgsz"].string_value == "640"
+    assert config.parameters["imgsz"].string_value == "640" and config.parameters["device"].string_value == "auto"
+    assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    gpu = _parse(preprocess_config(variants, "tensorrt", "gpu"))
+    assert gpu.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU and gpu.parameters["device"].string_value == "gpu"
+    with pytest.raises(ValueError, match="device"):
+        preprocess_config(variants, device="tpu")
 
 
 ONNX_TYPES = {"TYPE_UINT8": onnx.TensorProto.UINT8, "TYPE_FP32": onnx.TensorProto.FLOAT, "TYPE_INT32": onnx.TensorProto.INT32}

@@ -1,0 +1,220 @@
+"""On the lent GPU (tests/device/README.md): the GPU preprocessing and the GPU ensemble, measured.
+
+    python3 tests/device/gpu_checks.py OUT_DIR      (the stub env's python3: NumPy 1, CuPy, nvImageCodec, OpenCV)
+
+1. Letterbox parity: from identical decoded pixels, the CuPy kernel vs the CPU letterbox (which the
+   CPU tests prove pixel-identical to Ultralytics' LetterBox), on the 130 photos and on resized
+   copies of varied sizes and aspect ratios: max |difference| on the 0-255 scale.
+2. Throughput of decode + letterbox, images/s at batch 1, 8, 32, 64, for 640x480 and 1920x1080
+   JPEGs: nvImageCodec's hardware decoder, its CUDA and hybrid decoders, and OpenCV on all CPU cores.
+3. The GPU ensemble in the Triton server of the recipe: JPEG bytes in, detections out, matched
+   against Ultralytics' predictions made beforehand (build/device/reference.json); the detector is
+   the torch stand-in, which refuses any `images` tensor that is not in GPU memory.
+Writes OUT_DIR/gpu_checks.json and prints a summary.
+"""
+
+import json
+import os
+import platform
+import signal
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cupy as cp
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from matching import Detections, MatchCounts  # noqa: E402
+from yolo_triton.contract import VARIANTS  # noqa: E402
+from yolo_triton.gpu_preprocessing import GpuPreprocessor  # noqa: E402
+from yolo_triton.preprocessing import CpuPreprocessor, decode, letterbox_into  # noqa: E402
+
+DATA = ROOT / "build" / "device"
+IMGSZ = 640
+ODD_SHAPES = [(1080, 1920), (1920, 1080), (333, 777), (777, 333), (16, 1000), (1000, 16), (2000, 3000), (641, 639),
+              (639, 641), (1280, 1280), (320, 320), (1, 1), (3, 4000), (4000, 3), (720, 1280), (481, 640)]
+
+
+def letterbox_parity(photos: list[Path]) -> dict:
+    gpu = GpuPreprocessor(IMGSZ)
+    stream = cp.cuda.Stream(non_blocking=True)
+    cases, decode_diffs = [], []
+    with stream:
+        decoded = gpu.decode([p.read_bytes() for p in photos], stream)
+        stream.synchronize()
+        hosts = [cp.asnumpy(im) for im in decoded]  # RGB, exactly the pixels the kernel reads
+        for path, host in zip(photos, hosts):
+            opencv_rgb = decode(path.read_bytes())[..., ::-1]
+            decode_diffs.append(float(np.abs(host.astype(int) - opencv_rgb).max()) if host.shape == opencv_rgb.shape else None)
+        resized = [np.ascontiguousarray(cv2.resize(hosts[i % len(hosts)], (w, h), interpolation=cv2.INTER_AREA))
+                   for i, (h, w) in enumerate(ODD_SHAPES)]
+        inputs = [*decoded, *[cp.asarray(r) for r in resized]]
+        batch, _ = gpu.letterbox(inputs, stream)
+        stream.synchronize()
+        ours = cp.asnumpy(batch)
+    for i, host in enumerate([*hosts, *resized]):
+        expected = np.empty((3, IMGSZ, IMGSZ), np.uint8)
+        letterbox_into(expected, np.ascontiguousarray(host[..., ::-1]))  # the CPU letterbox takes BGR
+        diff = np.abs(ours[i].astype(int) - expected)
+        cases.append({"shape": list(host.shape[:2]), "max": int(diff.max()), "mean": float(diff.mean()),
+                      "over_1": int((diff > 1).sum())})
+    valid = [d for d in decode_diffs if d is not None]
+    return {"cases": len(cases), "distinct_shapes": len({tuple(c["shape"]) for c in cases}),
+            "max_abs_diff": max(c["max"] for c in cases), "mean_abs_diff": float(np.mean([c["mean"] for c in cases])),
+            "pixels_over_1": sum(c["over_1"] for c in cases), "worst": sorted(cases, key=lambda c: -c["max"])[:5],
+            "decode_vs_opencv": {"images": len(valid), "max_abs_diff": max(valid), "mean_of_max": float(np.mean(valid))}}
+
+
+def _jpegs(photos: list[Path], size: tuple[int, int], count: int) -> list[bytes]:
+    out = []
+    for i in range(count):
+        image = cv2.resize(cv2.imread(str(photos[i % len(photos)])), size, interpolation=cv2.INTER_AREA)
+        out.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    return out
+
+
+def _rate(run, images: int, seconds: float = 1.5) -> float:
+    run()  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        run()
+        done += images
+    return done / (time.perf_counter() - start)
+
+
+def throughput(photos: list[Path]) -> dict:
+    results = {}
+    stream = cp.cuda.Stream(non_blocking=True)
+    cpu = CpuPreprocessor(IMGSZ)
+    pool = ThreadPoolExecutor(os.cpu_count())
+    cv2.setNumThreads(1)  # one image per core
+    for label, size in (("640x480", (640, 480)), ("1920x1080", (1920, 1080))):
+        jpegs = _jpegs(photos, size, 64)
+        for mode, backends in (("nvImageCodec hardware", ("HW_GPU_ONLY",)), ("nvImageCodec CUDA", ("GPU_ONLY",)),
+                               ("nvImageCodec hybrid", ("HYBRID_CPU_GPU",)), ("OpenCV CPU", None)):
+            row = {}
+            try:
+                gpu = GpuPreprocessor(IMGSZ, backends=backends) if backends else None
+                for batch in (1, 8, 32, 64):
+                    data = jpegs[:batch]
+                    if gpu:
+                        def run():
+                            with stream:
+                                images = gpu.decode(data, stream)
+                                assert not any(isinstance(im, (cp.ndarray, Exception)) for im in images), "fell back to OpenCV"
+                                gpu.letterbox(images, stream)
+                                stream.synchronize()
+                    else:
+                        def run():
+                            chunks = [data[i::os.cpu_count()] for i in range(os.cpu_count())]
+                            list(pool.map(lambda c: cpu.letterbox(cpu.decode(c)) if c else None, chunks))
+                    row[str(batch)] = round(_rate(run, batch), 1)
+            except Exception as e:  # e.g. a backend this GPU does not have
+                row["error"] = f"{type(e).__name__}: {e}"[:300]
+            results[f"{mode} {label}"] = row
+    return results
+
+
+def _infer(url: str, model: str, images: list[bytes]) -> dict:
+    """One request over Triton's HTTP API with the binary tensor extension (no tritonclient here)."""
+    outputs = [s.name for s in VARIANTS[model].outputs]
+    payload = b"".join(struct.pack("<I", len(d)) + d for d in images)
+    header = json.dumps({"inputs": [{"name": "image", "shape": [len(images), 1], "datatype": "BYTES",
+                                     "parameters": {"binary_data_size": len(payload)}}],
+                         "outputs": [{"name": n, "parameters": {"binary_data": True}} for n in outputs]}).encode()
+    request = urllib.request.Request(f"http://{url}/v2/models/{model}/infer", data=header + payload, method="POST",
+                                     headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))})
+    with urllib.request.urlopen(request, timeout=120) as r:
+        body = r.read()
+        size = int(r.headers["Inference-Header-Content-Length"])
+    meta, offset, result = json.loads(body[:size]), size, {}
+    for out in meta["outputs"]:
+        n = out["parameters"]["binary_data_size"]
+        dtype = {"INT32": np.int32, "FP32": np.float32}[out["datatype"]]
+        result[out["name"]] = np.frombuffer(body[offset:offset + n], dtype).reshape(out["shape"])
+        offset += n
+    return result
+
+
+def ensemble(photos: list[Path], out_dir: Path) -> dict:
+    reference = json.loads((DATA / "reference.json").read_text())
+    model = reference["model"]
+    log = open(out_dir / "tritonserver.log", "w")
+    env = dict(os.environ, PATH=f"/opt/stubenv/bin:{os.environ['PATH']}")
+    server = subprocess.Popen([os.environ["TRITONSERVER"], f"--model-repository={DATA / 'model_repository'}",
+                               f"--backend-directory={os.environ['TRITON_BACKENDS']}", "--cuda-memory-pool-byte-size=0:536870912",
+                               "--http-port=18000", "--grpc-port=18001", "--metrics-port=18002", "--model-control-mode=none"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = "127.0.0.1:18000"
+    try:
+        deadline = time.time() + 240
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{url}/v2/health/ready", timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if server.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"tritonserver not ready (exit {server.poll()})")
+                time.sleep(1)
+        counts = MatchCounts()
+        start = time.perf_counter()
+        for i in range(0, len(photos), 8):
+            chunk = photos[i:i + 8]
+            result = _infer(url, model, [p.read_bytes() for p in chunk])
+            for row, path in enumerate(chunk):
+                ref = reference["detections"][path.name]
+                expected = Detections(np.array(ref["boxes"], np.float32).reshape(-1, 4), np.array(ref["scores"]), np.array(ref["classes"]))
+                counts.add(path.name, expected, Detections.from_outputs(*(result[s.name][row] for s in VARIANTS[model].outputs)))
+        seconds = time.perf_counter() - start
+        bad = {}
+        for kind, data in (("empty", b""), ("random", os.urandom(5000)), ("truncated", photos[0].read_bytes()[:300])):
+            try:
+                _infer(url, model, [data])
+                bad[kind] = "answered?"
+            except urllib.error.HTTPError as e:
+                bad[kind] = f"{e.code}: {json.loads(e.read()).get('error', '')[:160]}"
+        return {"model": model, "images": len(photos), "match": str(counts), "matched_fraction": counts.matched_fraction,
+                "extra_fraction": counts.extra_fraction, "misses": counts.misses[:10], "seconds": round(seconds, 2),
+                "bad_inputs": bad, "still_ready": urllib.request.urlopen(f"http://{url}/v2/health/ready").status == 200}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+        log.close()
+        lines = (out_dir / "tritonserver.log").read_text().splitlines()
+        print("\n".join(line for line in lines if "preprocess:" in line or "torch_detector" in line or "rror" in line)[-3000:])
+
+
+def main():
+    out_dir = Path(sys.argv[1])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    photos = sorted((DATA / "images").glob("*.jpg"))
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+    from nvidia import nvimgcodec
+
+    report = {"date": time.strftime("%Y-%m-%d"), "gpu": gpu, "cpu_cores": os.cpu_count(), "python": platform.python_version(),
+              "cupy": cp.__version__, "nvimgcodec": nvimgcodec.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
+    for name, step in (("letterbox_parity", lambda: letterbox_parity(photos)), ("throughput", lambda: throughput(photos)),
+                       ("ensemble", lambda: ensemble(photos, out_dir))):
+        t = time.time()
+        try:
+            report[name] = step()
+        except Exception as e:
+            import traceback
+
+            report[name] = {"error": traceback.format_exc()[-2000:]}
+        print(f"--- {name} ({time.time() - t:.0f} s)\n{json.dumps(report[name], indent=1)[:4000]}", flush=True)
+        (out_dir / "gpu_checks.json").write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+#!/bin/bash
+# On the lent GPU, after the recipe's two installs (../shared/device/README.md) and OpenCV into the
+# stub env (tests/device/README.md): the GPU checks, results under $OUT.
+set -euo pipefail
+. /opt/device-env.sh
+site=/opt/stubenv/lib/python3.12/site-packages
+echo "$PWD" > $site/yolo_triton_source.pth  # the stubs import yolo_triton from this checkout
+# PyTorch of the image, without its env's NumPy 2 (and what is built on it), for the stand-in detector
+mkdir -p /opt/torchshim
+for p in /opt/torch/.venv/lib/python3.12/site-packages/*; do
+  case "$(basename "$p")" in numpy*|scipy*|cupy*|cv2*|opencv*|fastrlock*|_distutils_hack|distutils-precedence.pth) ;; *) ln -sfn "$p" /opt/torchshim/ ;; esac
+done
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+/opt/stubenv/bin/python3 tests/device/gpu_checks.py "$OUT"
