@@ -41,11 +41,12 @@ PLUGIN_DOMAIN = "TRT"
 BOX_MAPPING_SCOPE = "box_mapping/"
 
 
-def export_network(weights: str | Path, variant: Variant, workdir: Path) -> Path:
-    """The network as Ultralytics exports it for ONNX/TensorRT (dynamic batch, slimmed). Its
-    output0 is [B, 4 + classes, anchors], or for an NMS-free variant the one-to-one head's top
-    detections [B, 300, 6]: x1, y1, x2, y2, score, class."""
+def export_network(weights: str | Path, variant: Variant, workdir: Path) -> onnx.ModelProto:
+    """The network as Ultralytics exports it for ONNX/TensorRT (dynamic batch), at the variant's
+    fixed imgsz x imgsz, slimmed. Its output0 is [B, 4 + classes, anchors], or for an NMS-free
+    variant the one-to-one head's top detections [B, 300, 6]: x1, y1, x2, y2, score, class."""
     os.environ.setdefault("YOLO_OFFLINE", "1")  # no update or hub checks during export
+    import onnxslim
     from ultralytics import YOLO
 
     local = workdir / Path(weights).name
@@ -55,7 +56,14 @@ def export_network(weights: str | Path, variant: Variant, workdir: Path) -> Path
         local = Path(weights)  # a bare name such as yolo11n.pt: Ultralytics downloads it
     # nms=False selects the one-to-one head of YOLO26; None (Ultralytics' default) the usual one
     nms = False if variant.nms_free else None
-    return Path(YOLO(str(local)).export(format="onnx", imgsz=variant.imgsz, dynamic=True, simplify=True, opset=OPSET, nms=nms))
+    path = YOLO(str(local)).export(format="onnx", imgsz=variant.imgsz, dynamic=True, simplify=True, opset=OPSET, nms=nms)
+    model = onnx.load(path)
+    # The served graph only ever sees imgsz x imgsz: fixing it lets every shape computation fold
+    # away, so TensorRT gets a graph static but for the batch (output0 [B, 84, 8400], not symbolic).
+    for dim in model.graph.input[0].type.tensor_type.shape.dim[2:]:
+        dim.ClearField("dim_param")
+        dim.dim_value = variant.imgsz
+    return onnxslim.slim(model)
 
 
 class _Builder:
@@ -225,7 +233,7 @@ def create_onnx(weights: str | Path, variant: Variant, nms: str, output: str | P
     """Export `weights` with Ultralytics and write the detector graph of `variant` to `output`."""
     output = Path(output)
     with tempfile.TemporaryDirectory() as tmp:
-        network = onnx.load(export_network(weights, variant, Path(tmp)))
+        network = export_network(weights, variant, Path(tmp))
     model = build_detector_graph(network, variant, nms)
     onnx.checker.check_model(model)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ def _letterboxed(paths):
 
 
 def _sessions(variant, tmp_path):
-    network = onnx.load(export_network(WEIGHTS_DIR / variant.weights, variant, tmp_path))
+    network = export_network(WEIGHTS_DIR / variant.weights, variant, tmp_path)
     trt_graph = build_detector_graph(network, variant, "efficient_nms")
     options = bind_to_onnxruntime(trt_graph)
     return (ort.InferenceSession(trt_graph.SerializeToString(), options, providers=["CPUExecutionProvider"]),
@@ -51,15 +51,26 @@ def test_reference_on_a_hand_made_case():
 
 
 AGNOSTIC = replace(VARIANTS["yolov8_nano"], name="yolov8_nano_agnostic", class_agnostic=True)
+# the variants with NMS (YOLO26's two flavours are the same graph: test_create_onnx.py), the eval
+# settings once (K 300, conf 0.001: the most candidates), and class-agnostic NMS
+WITH_NMS = [v for v in VARIANTS.values() if not v.nms_free and (not v.name.endswith("_eval") or v.name == "yolov11_nano_eval")]
 
 
-@pytest.mark.parametrize("variant", [VARIANTS["yolov11_nano"], VARIANTS["yolov8_nano"], VARIANTS["yolov11_nano_eval"], AGNOSTIC],
-                         ids=lambda v: v.name)
-def test_efficient_nms_graph_equals_onnx_graph_and_ultralytics(variant, test_images, tmp_path):
+def _ultralytics(variant, paths, reference):
+    if variant.name in VARIANTS:
+        return reference(variant.name, paths)  # shared with the served-ensemble tests
     from ultralytics import YOLO
 
-    trt_like, cpu = _sessions(variant, tmp_path)
     model = YOLO(str(WEIGHTS_DIR / variant.weights))
+    return {p: Detections.from_ultralytics(model.predict(str(p), conf=variant.conf, iou=variant.iou, imgsz=variant.imgsz,
+                                                         max_det=variant.max_detections, agnostic_nms=variant.class_agnostic,
+                                                         rect=False, verbose=False)[0]) for p in paths}
+
+
+@pytest.mark.parametrize("variant", [*WITH_NMS, AGNOSTIC], ids=lambda v: v.name)
+def test_efficient_nms_graph_equals_onnx_graph_and_ultralytics(variant, test_images, tmp_path, reference):
+    trt_like, cpu = _sessions(variant, tmp_path)
+    expected = _ultralytics(variant, test_images, reference)
     counts, differing = MatchCounts(), 0
     for start in range(0, len(test_images), 10):
         paths = test_images[start:start + 10]
@@ -70,9 +81,7 @@ def test_efficient_nms_graph_equals_onnx_graph_and_ultralytics(variant, test_ima
             same = Detections.from_outputs(*(o[i] for o in want))
             differing += not (len(ours.scores) == len(same.scores) and np.array_equal(ours.classes, same.classes)
                               and np.allclose(ours.boxes, same.boxes, atol=1e-3) and np.allclose(ours.scores, same.scores, atol=1e-6))
-            ref = model.predict(str(path), conf=variant.conf, iou=variant.iou, imgsz=variant.imgsz, max_det=variant.max_detections,
-                                agnostic_nms=variant.class_agnostic, rect=False, verbose=False)[0]
-            counts.add(path.name, Detections.from_ultralytics(ref), ours)
+            counts.add(path.name, expected[path], ours)
     MATCH_REPORT.append(f"{variant.name:18s} EfficientNMS graph (reference plugin, ONNX Runtime): {counts}; "
                         f"{differing} of {len(test_images)} images differ from the ONNX-NMS graph")
     assert differing == 0
