@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install repository serve test bench-input clean
+.PHONY: install repository serve test bench bench-input clean
 
 install: $(INSTALLED)
 
@@ -21,6 +21,11 @@ repository: install
 # serve the ensembles on 127.0.0.1: HTTP 8000, gRPC 8001, metrics 8002
 serve: install
 	$(PY) -m yolo_triton.serve
+
+# the CPU benchmark (benchmarks/RESULTS.md):  make bench BENCH_IMAGES=/path/to/jpegs BENCH_WEIGHTS=/path/yolo11n.pt
+bench: install
+	@test -n "$(BENCH_IMAGES)" -a -n "$(BENCH_WEIGHTS)" || { echo "usage: make bench BENCH_IMAGES=/path/to/jpegs BENCH_WEIGHTS=/path/yolo11n.pt"; exit 2; }
+	$(PY) -m yolo_triton.benchmarks.bench --images $(BENCH_IMAGES) --weights $(BENCH_WEIGHTS) --out benchmarks/results/cpu
 
 # perf_analyzer's input data from a folder of images, for `docker compose run --rm perf_analyzer`:
 #   make bench-input BENCH_IMAGES=/path/to/jpegs

@@ -4,14 +4,13 @@ server for the whole session, started on free ports on the CPU path."""
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
 from yolo_triton.contract import VARIANTS
 from yolo_triton.repository import ROOT, write_repository
-from yolo_triton.server import TritonServer
+from yolo_triton.server import TritonServer, free_ports
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics: no update or hub checks
 
@@ -41,16 +40,6 @@ def weights_of(name: str) -> Path:
     return path
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory) -> Path:
     """A repository freshly exported from the shared weights (the export is part of what is tested)."""
@@ -60,7 +49,7 @@ def model_repository(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def triton(model_repository, tmp_path_factory):
     build = tmp_path_factory.mktemp("build")
-    server = TritonServer(model_repository, build, *_free_ports(3), log=build / "tritonserver.log")
+    server = TritonServer(model_repository, build, *free_ports(3), log=build / "tritonserver.log")
     try:
         server.start()
     except Exception:

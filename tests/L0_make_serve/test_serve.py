@@ -8,12 +8,13 @@ import subprocess
 import sys
 import time
 
-from conftest import _free_ports, ultralytics_assets, weights_of
+from conftest import ultralytics_assets, weights_of
 from yolo_triton.repository import ROOT
+from yolo_triton.server import free_ports
 
 
 def test_serve_answers_the_printed_first_request_and_stops_on_ctrl_c(tmp_path):
-    http, grpc, metrics = _free_ports(3)
+    http, grpc, metrics = free_ports(3)
     env = {**os.environ, "YOLO_WEIGHTS": str(weights_of("yolov8_nano"))}
     env.pop("YOLO_MODELS", None), env.pop("YOLO_WEIGHTS_DIR", None)
     serve = subprocess.Popen(

@@ -1,6 +1,7 @@
 """On the lent GPU (tests/device/README.md): the GPU preprocessing and the GPU ensemble, measured.
 
-    python3 tests/device/gpu_checks.py OUT_DIR      (the stub env's python3: NumPy 1, CuPy, nvImageCodec, OpenCV)
+    python3 tests/device/gpu_checks.py OUT_DIR [STEP,...]   (the stub env's python3: NumPy 1, CuPy,
+                                                             nvImageCodec, OpenCV; steps below, default all)
 
 1. Letterbox parity: from identical decoded pixels, the CuPy kernel vs the CPU letterbox (which the
    CPU tests prove pixel-identical to Ultralytics' LetterBox), on the 130 photos and on resized
@@ -10,9 +11,11 @@
 3. The GPU ensemble in the Triton server of the recipe: JPEG bytes in, detections out, matched
    against Ultralytics' predictions made beforehand (build/device/reference.json); the detector is
    the torch stand-in, which refuses any `images` tensor that is not in GPU memory.
+4. bench: perf_analyzer (gRPC, concurrency 1 to 128) on the GPU ensemble and on each stage alone.
 Writes OUT_DIR/gpu_checks.json and prints a summary.
 """
 
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +36,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+
+
+def _package_folder(name: str, folder: Path) -> None:
+    """What the editable install maps (pyproject: yolo_triton.benchmarks = benchmarks/), by hand:
+    the project is not installed on the device, only its checkout is on the path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
+    sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules[name])
+
+
+_package_folder("yolo_triton.benchmarks", ROOT / "benchmarks")
 
 from matching import Detections, MatchCounts  # noqa: E402
 from yolo_triton.contract import VARIANTS  # noqa: E402
@@ -146,10 +162,10 @@ def _infer(url: str, model: str, images: list[bytes]) -> dict:
     return result
 
 
-def ensemble(photos: list[Path], out_dir: Path) -> dict:
-    reference = json.loads((DATA / "reference.json").read_text())
-    model = reference["model"]
-    log = open(out_dir / "tritonserver.log", "w")
+@contextlib.contextmanager
+def served(out_dir: Path):
+    """The Triton server of the recipe on the device repository; yields its HTTP address."""
+    log = open(out_dir / "tritonserver.log", "a")
     env = dict(os.environ, PATH=f"/opt/stubenv/bin:{os.environ['PATH']}")
     server = subprocess.Popen([os.environ["TRITONSERVER"], f"--model-repository={DATA / 'model_repository'}",
                                f"--backend-directory={os.environ['TRITON_BACKENDS']}", "--cuda-memory-pool-byte-size=0:536870912",
@@ -166,6 +182,19 @@ def ensemble(photos: list[Path], out_dir: Path) -> dict:
                 if server.poll() is not None or time.time() > deadline:
                     raise RuntimeError(f"tritonserver not ready (exit {server.poll()})")
                 time.sleep(1)
+        yield url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+        log.close()
+        lines = (out_dir / "tritonserver.log").read_text().splitlines()
+        print("\n".join(line for line in lines if "preprocess:" in line or "torch_detector" in line or "rror" in line)[-3000:])
+
+
+def ensemble(photos: list[Path], out_dir: Path) -> dict:
+    reference = json.loads((DATA / "reference.json").read_text())
+    model = reference["model"]
+    with served(out_dir) as url:
         counts = MatchCounts()
         start = time.perf_counter()
         for i in range(0, len(photos), 8):
@@ -186,12 +215,27 @@ def ensemble(photos: list[Path], out_dir: Path) -> dict:
         return {"model": model, "images": len(photos), "match": str(counts), "matched_fraction": counts.matched_fraction,
                 "extra_fraction": counts.extra_fraction, "misses": counts.misses[:10], "seconds": round(seconds, 2),
                 "bad_inputs": bad, "still_ready": urllib.request.urlopen(f"http://{url}/v2/health/ready").status == 200}
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
-        log.close()
-        lines = (out_dir / "tritonserver.log").read_text().splitlines()
-        print("\n".join(line for line in lines if "preprocess:" in line or "torch_detector" in line or "rror" in line)[-3000:])
+
+
+def bench(out_dir: Path, levels=(1, 2, 4, 8, 16, 32, 64, 128)) -> dict:
+    """perf_analyzer (gRPC) on the GPU ensemble and on each of its stages alone."""
+    from yolo_triton.benchmarks.bench import perf_analyzer
+
+    model = json.loads((DATA / "reference.json").read_text())["model"]
+    rows, commands = [], {}
+    with served(out_dir) as url:
+        grpc_url = url.replace("18000", "18001")
+        for c in levels:
+            for path, (name, data, shapes) in {"ensemble": (model, DATA / "perf_input.json", ["image:1"]),
+                                               "stage: preprocess (GPU)": ("preprocess", DATA / "perf_input.json", ["image:1"]),
+                                               "stage: detector (torch stand-in)": (VARIANTS[model].detector, DATA / "detector_input.json", [])}.items():
+                try:
+                    result, commands[path] = perf_analyzer(grpc_url, name, data, c, shapes, out_dir)
+                except Exception as e:
+                    result = {"error": str(e)[-500:]}
+                rows.append({"path": path, "concurrency": c, **result})
+                print(rows[-1], flush=True)
+    return {"rows": rows, "commands": commands}
 
 
 def main():
@@ -203,8 +247,10 @@ def main():
 
     report = {"date": time.strftime("%Y-%m-%d"), "gpu": gpu, "cpu_cores": os.cpu_count(), "python": platform.python_version(),
               "cupy": cp.__version__, "nvimgcodec": nvimgcodec.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
-    for name, step in (("letterbox_parity", lambda: letterbox_parity(photos)), ("throughput", lambda: throughput(photos)),
-                       ("ensemble", lambda: ensemble(photos, out_dir))):
+    steps = {"letterbox_parity": lambda: letterbox_parity(photos), "throughput": lambda: throughput(photos),
+             "ensemble": lambda: ensemble(photos, out_dir), "bench": lambda: bench(out_dir)}
+    chosen = sys.argv[2].split(",") if len(sys.argv) > 2 else list(steps)
+    for name, step in ((n, steps[n]) for n in chosen):
         t = time.time()
         try:
             report[name] = step()

@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import COCO_IMAGES, ultralytics_assets, weights_of  # noqa: E402
+from yolo_triton.benchmarks.bench import detector_input  # noqa: E402
+from yolo_triton.benchmarks.perf_input import perf_input  # noqa: E402
 from yolo_triton.contract import VARIANTS  # noqa: E402
 from yolo_triton.repository import _model, ensemble_config, preprocess_config  # noqa: E402
 
@@ -53,6 +55,10 @@ def main():
     shutil.copy(ROOT / "tests" / "device" / "torch_detector.py", detector / "1" / "model.py")
     network = YOLO(str(weights_of(MODEL))).export(format="torchscript", imgsz=v.imgsz)
     shutil.move(network, detector / "1" / "model.torchscript")
+    # perf_analyzer data: the photos for the ensemble and preprocess, 16 letterboxed for the detector
+    photos = sorted(images.iterdir())
+    (OUT / "perf_input.json").write_text(json.dumps(perf_input(photos)))
+    detector_input(photos[:16], v, OUT / "detector_input.json")
     print(f"{OUT}: {len(reference)} images, {sum(len(d['scores']) for d in reference.values())} reference detections")
 
 

@@ -11,4 +11,4 @@ for p in /opt/torch/.venv/lib/python3.12/site-packages/*; do
   case "$(basename "$p")" in numpy*|scipy*|cupy*|cv2*|opencv*|fastrlock*|_distutils_hack|distutils-precedence.pth) ;; *) ln -sfn "$p" /opt/torchshim/ ;; esac
 done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-/opt/stubenv/bin/python3 tests/device/gpu_checks.py "$OUT"
+/opt/stubenv/bin/python3 tests/device/gpu_checks.py "$OUT" "${STEPS:-letterbox_parity,throughput,ensemble,bench}"

@@ -1,4 +1,5 @@
-"""Triton Python-backend model `<variant>_detector` (CPU): ONNX Runtime on the detector graph.
+"""Triton Python-backend model `<variant>_detector` (CPU): ONNX Runtime on the detector graph
+(the benchmarks also serve the bare network with it, as the classical path's server side).
 
 This Triton build has no ONNX Runtime backend, so the graph (NMS and box mapping inside, see
 export/create_onnx.py) runs here. All requests of a batch go through one session.run; nothing is
@@ -12,7 +13,6 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-from yolo_triton.contract import PADDING_VALUE
 
 
 class TritonPythonModel:
@@ -22,11 +22,9 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]
-        # warm-up: one grey image, so the first request does not pay for ONNX Runtime's first run
-        images = config["input"][0]
-        grey = np.full((1, *images["dims"]), PADDING_VALUE, np.uint8)
-        size = images["dims"][-1]
-        self.session.run(self.output_names, dict(zip(self.input_names, (grey, np.array([[0, 0, 1, 1, size, size]], np.float32)))))
+        # warm-up, so the first request does not pay for ONNX Runtime's first run
+        types = {"TYPE_UINT8": np.uint8, "TYPE_FP32": np.float32}
+        self.session.run(self.output_names, {i["name"]: np.ones((1, *i["dims"]), types[i["data_type"]]) for i in config["input"]})
 
     def execute(self, requests):
         inputs = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names] for r in requests]
