@@ -30,6 +30,7 @@ import platform
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,10 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from yolo_triton.benchmarks.perf_input import perf_input
-from yolo_triton.contract import VARIANTS, Variant
+from yolo_triton.contract import VARIANTS, TensorSpec, Variant
 from yolo_triton.preprocessing import CpuPreprocessor
-from yolo_triton.repository import ROOT, write_repository
-from yolo_triton.server import TritonServer, _wheel_root, free_ports
+from yolo_triton.repository import MODEL_SOURCES, ROOT, model_config, write_repository
+from yolo_triton.server import TritonServer, free_ports, wheel_root
 
 MEASURE_SECONDS = 4.0
 
@@ -48,13 +49,9 @@ MEASURE_SECONDS = 4.0
 # --- the classical path's server side: the bare network, same runtime as the detector ----------
 def add_bare_network(repository: Path, v: Variant, weights: str) -> str:
     """`<model>_bare`: the network alone (FP32 images in, output0 out), run like the detector."""
-    import tempfile
-
-    import onnx
+    import onnx  # here, not above: the device imports this module without the export's packages
 
     from yolo_triton.export.create_onnx import export_network
-    from yolo_triton.repository import MODEL_SOURCES, _model
-    from yolo_triton.contract import TensorSpec
 
     name = f"{v.name}_bare"
     version = repository / name / "1"
@@ -65,7 +62,7 @@ def add_bare_network(repository: Path, v: Variant, weights: str) -> str:
     rows = network.graph.output[0].type.tensor_type.shape.dim
     inputs = (TensorSpec("images", "TYPE_FP32", (3, v.imgsz, v.imgsz)),)
     outputs = (TensorSpec("output0", "TYPE_FP32", tuple(d.dim_value for d in rows[1:])),)
-    (repository / name / "config.pbtxt").write_text(_model(name, 'backend: "python"', v.max_batch_size, inputs, outputs, v.preferred_batch_sizes))
+    (repository / name / "config.pbtxt").write_text(model_config(name, 'backend: "python"', v.max_batch_size, inputs, outputs, v.preferred_batch_sizes))
     (version / "model.py").write_bytes((MODEL_SOURCES / "onnxruntime_detector.py").read_bytes())
     return name
 
@@ -168,7 +165,7 @@ def perf_analyzer_binary() -> tuple[str, dict]:
         return os.environ["PERF_ANALYZER"], dict(os.environ)
     libs = ROOT / "build" / "perf_analyzer_libs"
     libs.mkdir(parents=True, exist_ok=True)
-    bundled = _wheel_root() / "nvidia_pytriton.libs"
+    bundled = wheel_root() / "nvidia_pytriton.libs"
     for pattern, name in (("libb64-*.so.0d", "libb64.so.0d"), ("libcudart-*.so.12*", "libcudart.so.12")):
         link = libs / name
         if not link.exists():

@@ -35,7 +35,7 @@ def _tensor_list(kind: str, specs: tuple[TensorSpec, ...]) -> str:
     return f"{kind} [\n{rows}\n]\n"
 
 
-def _model(name: str, runtime: str, max_batch_size: int, inputs, outputs, preferred: tuple[int, ...],
+def model_config(name: str, runtime: str, max_batch_size: int, inputs, outputs, preferred: tuple[int, ...],
            kind: str = "KIND_CPU", parameters: dict[str, str] | None = None) -> str:
     params = "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in (parameters or {}).items())
     return (
@@ -63,15 +63,15 @@ def preprocess_config(variants: list[Variant], target: str = "onnxruntime", devi
     preferred = tuple(sorted({b for v in variants for b in v.preferred_batch_sizes}))
     if device not in PREPROCESS_DEVICES:
         raise ValueError(f"preprocess device must be one of {PREPROCESS_DEVICES}, not {device!r}")
-    return _model(PREPROCESS_MODEL, PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
+    return model_config(PREPROCESS_MODEL, PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
                   kind="KIND_GPU" if target == "tensorrt" else "KIND_CPU", parameters={"imgsz": str(imgsz), "device": device})
 
 
 def detector_config(v: Variant, target: str = "onnxruntime") -> str:
     if target == "tensorrt":
-        return _model(v.detector, 'platform: "tensorrt_plan"', v.max_batch_size, v.detector_inputs, v.outputs,
+        return model_config(v.detector, 'platform: "tensorrt_plan"', v.max_batch_size, v.detector_inputs, v.outputs,
                       v.preferred_batch_sizes, kind="KIND_GPU")
-    return _model(v.detector, PYTHON, v.max_batch_size, v.detector_inputs, v.outputs, v.preferred_batch_sizes)
+    return model_config(v.detector, PYTHON, v.max_batch_size, v.detector_inputs, v.outputs, v.preferred_batch_sizes)
 
 
 def ensemble_config(v: Variant) -> str:

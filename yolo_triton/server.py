@@ -23,7 +23,7 @@ from pathlib import Path
 HOST = "127.0.0.1"  # the embedded server is for this machine only
 
 
-def _wheel_root() -> Path:
+def wheel_root() -> Path:
     spec = importlib.util.find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("nvidia-pytriton is not installed: run `make install` (it carries tritonserver)")
@@ -32,7 +32,7 @@ def _wheel_root() -> Path:
 
 def backend_directory(build_dir: Path) -> Path:
     """A backend directory whose python/ holds the Python backend and the stub for this Python."""
-    triton = _wheel_root() / "pytriton" / "tritonserver"
+    triton = wheel_root() / "pytriton" / "tritonserver"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = triton / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.exists():
@@ -49,7 +49,7 @@ def server_environment() -> dict[str, str]:
     """PATH with this interpreter first (for the stub), and the wheel's bundled libraries."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    libs = [str(_wheel_root() / "nvidia_pytriton.libs")]
+    libs = [str(wheel_root() / "nvidia_pytriton.libs")]
     base_lib = Path(sys.base_prefix) / "lib"
     if any(base_lib.glob("libpython3*.so*")):  # the stub then embeds the very Python of this env
         libs.append(str(base_lib))
@@ -96,7 +96,7 @@ class TritonServer:
         return f"{HOST}:{self.grpc_port}"
 
     def command(self) -> list[str]:
-        binary = _wheel_root() / "pytriton" / "tritonserver" / "bin" / "tritonserver"
+        binary = wheel_root() / "pytriton" / "tritonserver" / "bin" / "tritonserver"
         return [
             str(binary),
             f"--model-repository={Path(self.model_repository).resolve()}",

@@ -254,7 +254,7 @@ def main():
         t = time.time()
         try:
             report[name] = step()
-        except Exception as e:
+        except Exception:
             import traceback
 
             report[name] = {"error": traceback.format_exc()[-2000:]}

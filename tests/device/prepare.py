@@ -19,7 +19,7 @@ from conftest import COCO_IMAGES, ultralytics_assets, weights_of  # noqa: E402
 from yolo_triton.benchmarks.bench import detector_input  # noqa: E402
 from yolo_triton.benchmarks.perf_input import perf_input  # noqa: E402
 from yolo_triton.contract import VARIANTS  # noqa: E402
-from yolo_triton.repository import _model, ensemble_config, preprocess_config  # noqa: E402
+from yolo_triton.repository import model_config, ensemble_config, preprocess_config  # noqa: E402
 
 OUT = ROOT / "build" / "device"
 MODEL = "yolov11_nano"
@@ -50,7 +50,7 @@ def main():
     detector = repo / v.detector
     (detector / "1").mkdir(parents=True)
     parameters = {"FORCE_CPU_ONLY_INPUT_TENSORS": "no", "conf": v.conf, "iou": v.iou, "max_detections": v.max_detections}
-    (detector / "config.pbtxt").write_text(_model(v.detector, 'backend: "python"', v.max_batch_size, v.detector_inputs, v.outputs,
+    (detector / "config.pbtxt").write_text(model_config(v.detector, 'backend: "python"', v.max_batch_size, v.detector_inputs, v.outputs,
                                                   v.preferred_batch_sizes, kind="KIND_GPU", parameters=parameters))
     shutil.copy(ROOT / "tests" / "device" / "torch_detector.py", detector / "1" / "model.py")
     network = YOLO(str(weights_of(MODEL))).export(format="torchscript", imgsz=v.imgsz)

@@ -6,7 +6,6 @@ CPU graph (standard NonMaxSuppression) and as Ultralytics' predict, on the share
 from dataclasses import replace
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 

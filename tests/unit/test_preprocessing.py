@@ -1,7 +1,6 @@
 """The CPU letterbox is Ultralytics' LetterBox, pixel for pixel, and its parameters map boxes back
 exactly as Ultralytics' scale_boxes does."""
 
-import cv2
 import numpy as np
 import pytest
 from ultralytics.data.augment import LetterBox
