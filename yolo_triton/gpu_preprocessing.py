@@ -18,7 +18,7 @@ import cupy as cp
 import numpy as np
 
 from yolo_triton.contract import LETTERBOX_PARAMS, PADDING_VALUE
-from yolo_triton.preprocessing import ImageError, Letterbox, decode
+from yolo_triton.preprocessing import ImageError, Letterbox, check, decode
 
 _LETTERBOX_SOURCE = r"""
 // OpenCV's resize (INTER_LINEAR, 8-bit): 11-bit fixed-point weights, horizontal then vertical.
@@ -92,8 +92,10 @@ class GpuPreprocessor:
         images: list = [None] * len(rows)
         streams, where = [], []
         for i, data in enumerate(rows):
-            if len(data) == 0:
-                images[i] = ImageError("empty input: no image bytes")
+            try:
+                check(data)  # size and pixel limits before the GPU sees a byte
+            except ImageError as e:
+                images[i] = e
                 continue
             try:
                 streams.append(self.code_stream(data))

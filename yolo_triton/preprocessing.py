@@ -6,14 +6,18 @@ letterboxed RGB uint8 NCHW pixels plus, per image, the parameters that map boxes
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from yolo_triton.contract import LETTERBOX_PARAMS, PADDING_VALUE
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # one encoded image; a larger payload is refused before decoding
+MAX_IMAGE_PIXELS = 100_000_000  # width x height from the header; larger is refused before decoding
+Image.MAX_IMAGE_PIXELS = None  # PIL only reads headers here; check() applies the lower limit above
 
 
 class ImageError(ValueError):
@@ -46,16 +50,32 @@ class Letterbox:
         return np.array(row, dtype=LETTERBOX_PARAMS.numpy_dtype)
 
 
-def decode(data: bytes) -> np.ndarray:
-    """Encoded image -> BGR uint8 HxWx3, as Ultralytics' imread (cv2.IMREAD_COLOR applies EXIF
-    orientation, drops alpha, expands grayscale)."""
+def check(data: bytes) -> str | None:
+    """Refuse, before any decoding, what must not be decoded: no bytes, too many bytes, or a
+    header claiming more than MAX_IMAGE_PIXELS (a decompression bomb). Returns the format the
+    header names (PIL reads headers only here), None if unknown."""
     if len(data) == 0:
         raise ImageError("empty input: no image bytes")
     if len(data) > MAX_IMAGE_BYTES:
         raise ImageError(f"image is {len(data)} bytes, over the limit of {MAX_IMAGE_BYTES}")
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            (width, height), kind = header.size, header.format
+    except Exception:  # not a header PIL knows: the decoder decides
+        return None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageError(f"image header claims {width}x{height} pixels, over the limit of {MAX_IMAGE_PIXELS}: refused")
+    return kind
+
+
+def decode(data: bytes) -> np.ndarray:
+    """Encoded image -> BGR uint8 HxWx3, as Ultralytics' imread (cv2.IMREAD_COLOR applies EXIF
+    orientation, drops alpha, expands grayscale)."""
+    kind = check(data)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise ImageError(f"cannot decode image ({len(data)} bytes): not a supported image format, or corrupt")
+        what = f"{kind} image" if kind else "image"
+        raise ImageError(f"cannot decode {what} ({len(data)} bytes): not a supported image format, or corrupt")
     return image
 
 
