@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "model_repository"
 MODEL_SOURCES = Path(__file__).resolve().parent / "triton_models"
 QUEUE_DELAY_US = 2000  # how long a request may wait for others to batch with
+QUEUE_BATCHES = 2  # a model queues at most this many max-size batches; past that it rejects at once
 
 
 def _tensor_list(kind: str, specs: tuple[TensorSpec, ...]) -> str:
@@ -41,7 +42,8 @@ def model_config(name: str, runtime: str, max_batch_size: int, inputs, outputs, 
     return (
         f'name: "{name}"\n{runtime}\nmax_batch_size: {max_batch_size}\n'
         + _tensor_list("input", inputs) + _tensor_list("output", outputs)
-        + f"dynamic_batching {{ preferred_batch_size: [ {', '.join(map(str, preferred))} ] max_queue_delay_microseconds: {QUEUE_DELAY_US} }}\n"
+        + f"dynamic_batching {{ preferred_batch_size: [ {', '.join(map(str, preferred))} ] max_queue_delay_microseconds: {QUEUE_DELAY_US}"
+        + f" default_queue_policy {{ max_queue_size: {QUEUE_BATCHES * max_batch_size} }} }}\n"
         + f"instance_group [ {{ kind: {kind} count: 1 }} ]\n" + params
     )
 

@@ -7,7 +7,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from yolo_triton.contract import IMAGE_INPUT, PREPROCESS_MODEL, VARIANTS, detection_outputs
-from yolo_triton.repository import TARGETS, detector_config, ensemble_config, preprocess_config
+from yolo_triton.repository import QUEUE_BATCHES, TARGETS, detector_config, ensemble_config, preprocess_config
 
 DTYPE = model_config_pb2.DataType
 
@@ -64,6 +64,8 @@ def test_detector_config_is_the_contract(name, target):
     assert _io(config.output) == _spec(v.outputs)
     assert list(config.dynamic_batching.preferred_batch_size) == list(v.preferred_batch_sizes)
     assert max(v.preferred_batch_sizes) <= v.max_batch_size
+    # overload is answered by rejections, not by an unbounded queue
+    assert config.dynamic_batching.default_queue_policy.max_queue_size == QUEUE_BATCHES * v.max_batch_size
 
 
 def test_preprocess_config_serves_every_variant():
