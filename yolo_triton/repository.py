@@ -37,7 +37,7 @@ def _tensor_list(kind: str, specs: tuple[TensorSpec, ...]) -> str:
 
 
 def model_config(name: str, runtime: str, max_batch_size: int, inputs, outputs, preferred: tuple[int, ...],
-           kind: str = "KIND_CPU", parameters: dict[str, str] | None = None) -> str:
+                 kind: str = "KIND_CPU", parameters: dict[str, str] | None = None) -> str:
     params = "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in (parameters or {}).items())
     return (
         f'name: "{name}"\n{runtime}\nmax_batch_size: {max_batch_size}\n'
@@ -50,8 +50,6 @@ def model_config(name: str, runtime: str, max_batch_size: int, inputs, outputs, 
 
 PYTHON = 'backend: "python"'
 TARGETS = ("onnxruntime", "tensorrt")
-
-
 PREPROCESS_DEVICES = ("auto", "gpu", "cpu")
 
 
@@ -66,13 +64,13 @@ def preprocess_config(variants: list[Variant], target: str = "onnxruntime", devi
     if device not in PREPROCESS_DEVICES:
         raise ValueError(f"preprocess device must be one of {PREPROCESS_DEVICES}, not {device!r}")
     return model_config(PREPROCESS_MODEL, PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
-                  kind="KIND_GPU" if target == "tensorrt" else "KIND_CPU", parameters={"imgsz": str(imgsz), "device": device})
+                        kind="KIND_GPU" if target == "tensorrt" else "KIND_CPU", parameters={"imgsz": str(imgsz), "device": device})
 
 
 def detector_config(v: Variant, target: str = "onnxruntime") -> str:
     if target == "tensorrt":
         return model_config(v.detector, 'platform: "tensorrt_plan"', v.max_batch_size, v.detector_inputs, v.outputs,
-                      v.preferred_batch_sizes, kind="KIND_GPU")
+                            v.preferred_batch_sizes, kind="KIND_GPU")
     return model_config(v.detector, PYTHON, v.max_batch_size, v.detector_inputs, v.outputs, v.preferred_batch_sizes)
 
 

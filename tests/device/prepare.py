@@ -19,7 +19,7 @@ from conftest import COCO_IMAGES, ultralytics_assets, weights_of  # noqa: E402
 from yolo_triton.benchmarks.bench import detector_input  # noqa: E402
 from yolo_triton.benchmarks.perf_input import perf_input  # noqa: E402
 from yolo_triton.contract import VARIANTS  # noqa: E402
-from yolo_triton.repository import model_config, ensemble_config, preprocess_config  # noqa: E402
+from yolo_triton.repository import ensemble_config, model_config, preprocess_config  # noqa: E402
 
 OUT = ROOT / "build" / "device"
 MODEL = "yolov11_nano"
