@@ -106,7 +106,7 @@ def client_load(work, items: list, concurrency: int, seconds: float = MEASURE_SE
 def ensemble_client(url: str, model: str):
     import tritonclient.grpc as grpc
 
-    from yolo_triton.client.detect import image_input
+    from yolo_triton.client.core import image_input
 
     local = threading.local()
 

@@ -1,82 +1,80 @@
-"""Send encoded images to an ensemble and read back its detections (tritonclient, HTTP or gRPC).
+"""The blocking client: `detect()` and `Detector`, the same code as `AsyncDetector` (client/core.py)
+run on a private event loop, for scripts and threads.
 
-    python -m yolo_triton.client.detect --model yolov11_nano [--url 127.0.0.1:8001] [--protocol grpc] IMAGE...
-
-prints one JSON line per image: {"image", "detections": [{"class_id", "class_name", "score", "box"}]}.
+    from yolo_triton.client import detect
+    for result in detect(["bus.jpg", "photos/"], model="yolov11_nano"):
+        print(result.source, result.error or [(d.class_name, round(d.score, 2), d.box) for d in result.detections])
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-from dataclasses import dataclass
-from pathlib import Path
+import asyncio
+import threading
+from collections import deque
+from typing import Iterable, Iterator
 
-import numpy as np
-
-from yolo_triton.contract import IMAGE_INPUT, VARIANTS
-from yolo_triton.client.coco import COCO_NAMES
-
-DEFAULT_URLS = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}
+from yolo_triton.client.core import (
+    DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MODEL, AsyncDetector, ImageResult, Source, expand_sources)
 
 
-@dataclass(frozen=True)
-class Detection:
-    class_id: int
-    score: float
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in the original image's pixels
+class Detector:
+    """A connection to one ensemble; use as a context manager (or call close()). Thread-safe."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, url: str | None = None, protocol: str = "grpc",
+                 batch_size: int = DEFAULT_BATCH_SIZE, concurrency: int = DEFAULT_CONCURRENCY):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="yolo-triton-client", daemon=True)
+        self._thread.start()
+        self._async = AsyncDetector(model, url, protocol, batch_size, concurrency)
+        self.model, self.url, self.protocol = model, self._async.url, protocol
+        try:
+            self._run(self._async.open()).result()
+        except BaseException:
+            self._stop()
+            raise
 
     @property
-    def class_name(self) -> str:
-        return COCO_NAMES[self.class_id]
+    def batch_size(self) -> int:
+        return self._async.batch_size
+
+    def _run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def _stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._run(self._async.close()).result()
+            self._stop()
+
+    def __enter__(self) -> "Detector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def detect(self, sources: Source | Iterable[Source]) -> list[ImageResult]:
+        """One result per image, in the order given."""
+        return list(self.stream(sources))
+
+    def stream(self, sources: Source | Iterable[Source]) -> Iterator[ImageResult]:
+        """Results in the order given, as they come: a long run holds only the requests in flight."""
+        images = expand_sources(sources)
+        size, window = self._async.batch_size, deque()
+        for start in range(0, len(images), size):
+            if len(window) > self._async.concurrency:  # keeps every slot busy, reads little ahead
+                yield from window.popleft().result()
+            window.append(self._run(self._async.detect_batch(images[start:start + size])))
+        while window:
+            yield from window.popleft().result()
 
 
-def _tritonclient(protocol: str):
-    if protocol == "grpc":
-        import tritonclient.grpc as module
-    elif protocol == "http":
-        import tritonclient.http as module
-    else:
-        raise ValueError(f"protocol must be grpc or http, not {protocol!r}")
-    return module
-
-
-def image_input(images: list[bytes], protocol: str = "grpc"):
-    """The ensemble's `image` input for a batch of encoded images (one per row)."""
-    tensor = _tritonclient(protocol).InferInput(IMAGE_INPUT.name, [len(images), *IMAGE_INPUT.dims], IMAGE_INPUT.datatype)
-    tensor.set_data_from_numpy(np.array(images, dtype=object).reshape(len(images), *IMAGE_INPUT.dims))
-    return tensor
-
-
-def parse_result(result, model: str) -> list[list[Detection]]:
-    """Per image of a response: its detections (the rows before num_dets; the rest is padding)."""
-    num, boxes, scores, classes = (result.as_numpy(spec.name) for spec in VARIANTS[model].outputs)
-    return [
-        [Detection(int(c), float(s), tuple(float(x) for x in b)) for b, s, c in zip(boxes[i, :n], scores[i, :n], classes[i, :n])]
-        for i, n in enumerate(num.reshape(-1))
-    ]
-
-
-def detect(images: list[bytes], model: str = "yolov11_nano", url: str | None = None, protocol: str = "grpc") -> list[list[Detection]]:
-    """Detections for each encoded image, all sent in one request."""
-    module = _tritonclient(protocol)
-    with module.InferenceServerClient(url or DEFAULT_URLS[protocol]) as client:
-        return parse_result(client.infer(model, [image_input(images, protocol)]), model)
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("images", nargs="+", type=Path)
-    parser.add_argument("--model", default="yolov11_nano", choices=sorted(VARIANTS))
-    parser.add_argument("--protocol", default="grpc", choices=sorted(DEFAULT_URLS))
-    parser.add_argument("--url", help="server address (default 127.0.0.1:8001 for gRPC, :8000 for HTTP)")
-    args = parser.parse_args()
-    results = detect([p.read_bytes() for p in args.images], args.model, args.url, args.protocol)
-    for path, detections in zip(args.images, results):
-        print(json.dumps({"image": str(path), "detections": [
-            {"class_id": d.class_id, "class_name": d.class_name, "score": round(d.score, 4), "box": [round(x, 1) for x in d.box]}
-            for d in detections]}))
-
-
-if __name__ == "__main__":
-    main()
+def detect(sources: Source | Iterable[Source], model: str = DEFAULT_MODEL, url: str | None = None,
+           protocol: str = "grpc", batch_size: int = DEFAULT_BATCH_SIZE,
+           concurrency: int = DEFAULT_CONCURRENCY) -> list[ImageResult]:
+    """Detections for each image (paths, folders, globs or encoded bytes), in the order given."""
+    with Detector(model, url, protocol, batch_size, concurrency) as detector:
+        return detector.detect(sources)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from yolo_triton.contract import VARIANTS
@@ -68,10 +69,10 @@ def protocol(request) -> str:
 @pytest.fixture
 def client(triton, protocol):
     """A tritonclient client of the session's server, over HTTP and over gRPC."""
-    from yolo_triton.client.detect import _tritonclient
+    from yolo_triton.client.core import tritonclient_module
 
     url = triton.http_url if protocol == "http" else triton.grpc_url
-    with _tritonclient(protocol).InferenceServerClient(url) as c:
+    with tritonclient_module(protocol).InferenceServerClient(url) as c:
         yield c
 
 
@@ -79,7 +80,9 @@ class Reference:
     """Ultralytics' own predict on the same weights, conf, iou, imgsz and K, computed once per variant.
     rect=False: Ultralytics' .pt predict otherwise pads to the smallest stride multiple, while the
     served graph (like Ultralytics' own fixed-shape ONNX/TensorRT exports) takes a 640x640 square.
-    nms=False selects YOLO26's NMS-free one-to-one head, as the export does."""
+    nms=False selects YOLO26's NMS-free one-to-one head, as the export does. For the multi-label
+    `*_eval` variants the reference is `ultralytics val`'s own predictions (its saved JSON), since
+    multi-label NMS is what val runs and predict cannot."""
 
     def __init__(self):
         self.cache: dict[str, dict[Path, object]] = {}
@@ -90,7 +93,15 @@ class Reference:
 
         done = self.cache.setdefault(name, {})
         todo = [p for p in images if p not in done]
-        if todo:
+        if todo and VARIANTS[name].multi_label:
+            from yolo_triton.client.evaluate import ultralytics_val
+
+            found = ultralytics_val(weights_of(name), todo, name).predictions
+            for path in todo:
+                d = found[path.name]
+                done[path] = Detections(np.array([x.box for x in d], np.float32).reshape(-1, 4),
+                                        np.array([x.score for x in d], np.float32), np.array([x.class_id for x in d], int))
+        elif todo:
             v = VARIANTS[name]
             model = YOLO(str(weights_of(name)))
             for path in todo:

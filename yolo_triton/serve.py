@@ -19,7 +19,7 @@ FIRST_REQUEST = """\
 Serving {models} on 127.0.0.1 (HTTP {http}, gRPC {grpc}, metrics {metrics}). Ctrl-C stops it.
 Send a first image from another shell:
 
-  .venv/bin/python -m yolo_triton.client.detect --url 127.0.0.1:{grpc} --model {first} \\
+  .venv/bin/yolo-triton detect --url 127.0.0.1:{grpc} --model {first} \\
       .venv/lib/python3*/site-packages/ultralytics/assets/bus.jpg
 """
 

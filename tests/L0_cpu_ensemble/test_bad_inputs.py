@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from matching import Detections, MatchCounts
-from yolo_triton.client.detect import _tritonclient, image_input
+from yolo_triton.client.core import image_input, tritonclient_module
 from yolo_triton.contract import VARIANTS
 from yolo_triton.preprocessing import MAX_IMAGE_BYTES
 
@@ -75,7 +75,7 @@ def photo(test_images):
 
 def test_bad_input_matrix(triton, client, protocol, photo, test_images, reference, tmp_path):
     url = triton.http_url if protocol == "http" else triton.grpc_url
-    module = _tritonclient(protocol)
+    module = tritonclient_module(protocol)
     payloads = {name: make(photo) for name, (make, _, _) in CASES.items()}
     good = test_images[:8]
 
@@ -111,7 +111,7 @@ def test_bad_input_matrix(triton, client, protocol, photo, test_images, referenc
 
 def test_malformed_requests_get_clear_errors(triton, client, protocol):
     """What Triton itself refuses before any model runs: wrong dtype, wrong shape, missing input."""
-    module = _tritonclient(protocol)
+    module = tritonclient_module(protocol)
     wrong_dtype = module.InferInput("image", [1, 1], "INT32")
     wrong_dtype.set_data_from_numpy(np.zeros((1, 1), np.int32))
     wrong_shape = module.InferInput("image", [1, 2], "BYTES")

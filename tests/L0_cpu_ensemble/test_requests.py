@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from matching import Detections, MatchCounts
-from yolo_triton.client.detect import _tritonclient, image_input
+from yolo_triton.client.core import image_input, tritonclient_module
 from yolo_triton.contract import VARIANTS
 
 MODEL = "yolov11_nano"
@@ -70,7 +70,7 @@ def test_concurrent_requests_each_get_their_own_detections(triton, client, proto
     before = _stats(client, protocol, "preprocess")
 
     def send(indices):
-        with _tritonclient(protocol).InferenceServerClient(url) as c:
+        with tritonclient_module(protocol).InferenceServerClient(url) as c:
             return _rows(c.infer(MODEL, [image_input([test_images[i].read_bytes() for i in indices], protocol)]))
 
     with ThreadPoolExecutor(16) as pool:
@@ -106,7 +106,7 @@ def test_bad_input_fails_only_its_own_request(triton, client, protocol, test_ima
     good_paths = test_images[:12]
     bad = make_bad(good_paths[0].read_bytes())
     url = triton.http_url if protocol == "http" else triton.grpc_url
-    module = _tritonclient(protocol)
+    module = tritonclient_module(protocol)
     # one request carrying the bad image among good ones, and good requests sent at the same time
     batches = [[p.read_bytes()] for p in good_paths] + [[bad]] + [[good_paths[0].read_bytes(), bad]]
 

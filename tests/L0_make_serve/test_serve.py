@@ -27,7 +27,7 @@ def test_serve_answers_the_printed_first_request_and_stops_on_ctrl_c(tmp_path):
             assert time.monotonic() < deadline and serve.poll() is None, "".join(lines[-30:])
             lines.append(serve.stdout.readline())
         detect = subprocess.run(
-            [sys.executable, "-m", "yolo_triton.client.detect", "--url", f"127.0.0.1:{grpc}", "--model", "yolov8_nano",
+            [sys.executable, "-m", "yolo_triton.client.cli", "detect", "--url", f"127.0.0.1:{grpc}", "--model", "yolov8_nano",
              str(ultralytics_assets() / "bus.jpg")], cwd=ROOT, capture_output=True, text=True, check=True)
         answer = json.loads(detect.stdout)
         names = sorted(d["class_name"] for d in answer["detections"])

@@ -1,0 +1,243 @@
+"""The client's one implementation: typed results, image sources, and `AsyncDetector`, which sends
+encoded images to an ensemble (tritonclient's asyncio clients, HTTP or gRPC). The blocking
+`Detector` (client/detect.py) runs this same code on a private event loop.
+
+    async with AsyncDetector("yolov11_nano", protocol="grpc") as detector:
+        results = await detector.detect(["bus.jpg", "photos/", open("zidane.jpg", "rb").read()])
+
+Images travel as their encoded bytes (the server decodes them), several per request, with several
+requests in flight. An image the server refuses gets the server's message in its own result
+(`result.error`); the other images still get their detections. An unreachable server or an
+unknown model raises `ServerUnavailable` / `UnknownModel` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Union
+
+import numpy as np
+
+from yolo_triton.client.coco import COCO_NAMES
+from yolo_triton.contract import IMAGE_INPUT, PREPROCESS_MODEL, detection_outputs
+
+DEFAULT_URLS = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}
+DEFAULT_MODEL = "yolov11_nano"
+DEFAULT_BATCH_SIZE = 8  # images per request
+DEFAULT_CONCURRENCY = 4  # requests in flight
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what a folder contributes
+QUEUE_FULL_RETRIES = 5  # a request refused by a full server queue is sent again this often, backing off
+
+Source = Union[str, os.PathLike, bytes]
+
+
+class ClientError(Exception):
+    """No image can be served (as opposed to one image being refused)."""
+
+
+class ServerUnavailable(ClientError):
+    pass
+
+
+class UnknownModel(ClientError):
+    pass
+
+
+@dataclass(frozen=True)
+class Detection:
+    class_id: int
+    class_name: str
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in the original image's pixels
+
+    def to_dict(self) -> dict:
+        return {"class_id": self.class_id, "class_name": self.class_name, "score": round(self.score, 5),
+                "box": [round(x, 2) for x in self.box]}
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One image's outcome: its detections, or the reason it has none (`error`)."""
+
+    source: str  # the path it came from, or "<bytes N>" for the Nth source given, a bytes object
+    detections: tuple[Detection, ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        return {"image": self.source, "detections": [d.to_dict() for d in self.detections],
+                **({"error": self.error} if self.error else {})}
+
+
+@dataclass(frozen=True)
+class _Image:
+    source: str
+    content: bytes | Path
+
+    def read(self) -> bytes | ImageResult:
+        """Its bytes, or the result of an image that cannot be read."""
+        try:
+            return self.content.read_bytes() if isinstance(self.content, Path) else self.content
+        except OSError as e:
+            return ImageResult(self.source, error=f"cannot read: {e.strerror or e}")
+
+
+def expand_sources(sources: Source | Iterable[Source]) -> list[_Image]:
+    """Files, folders (their images, sorted), glob patterns and bytes objects, in the order given."""
+    if isinstance(sources, (str, bytes, os.PathLike)):
+        sources = [sources]
+    images = []
+    for i, source in enumerate(sources):
+        if isinstance(source, _Image):  # expanded already
+            images.append(source)
+            continue
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            images.append(_Image(f"<bytes {i}>", bytes(source)))
+            continue
+        path = Path(source)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.exists():
+            found = [path]
+        else:
+            found = sorted(Path(p) for p in glob.glob(str(source), recursive=True) if Path(p).is_file())
+        if not found:
+            raise FileNotFoundError(f"no image file, folder or glob match: {source}")
+        images.extend(_Image(str(p), p) for p in found)
+    return images
+
+
+def tritonclient_module(protocol: str, aio: bool = False):
+    """tritonclient's module of one protocol, blocking or asyncio."""
+    if protocol not in DEFAULT_URLS:
+        raise ValueError(f"protocol must be grpc or http, not {protocol!r}")
+    import importlib
+
+    return importlib.import_module(f"tritonclient.{protocol}{'.aio' if aio else ''}")
+
+
+def image_input(images: list[bytes], protocol: str = "grpc"):
+    """The ensemble's `image` input for a batch of encoded images (one per row)."""
+    tensor = tritonclient_module(protocol).InferInput(IMAGE_INPUT.name, [len(images), *IMAGE_INPUT.dims],
+                                                      IMAGE_INPUT.datatype)
+    tensor.set_data_from_numpy(np.array(images, dtype=object).reshape(len(images), *IMAGE_INPUT.dims))
+    return tensor
+
+
+def parse_result(result) -> list[tuple[Detection, ...]]:
+    """Per image of a response: its detections (the rows before num_dets; the rest is padding)."""
+    num, boxes, scores, classes = (result.as_numpy(spec.name) for spec in detection_outputs(0))
+    return [
+        tuple(Detection(int(c), COCO_NAMES[int(c)], float(s), tuple(float(x) for x in b))
+              for b, s, c in zip(boxes[i, :n], scores[i, :n], classes[i, :n]))
+        for i, n in enumerate(num.reshape(-1))
+    ]
+
+
+_IMAGE_ERROR = re.compile(r"image \d+ of \d+ in the request: (.*)", re.S)
+
+
+def refusal(error: Exception, model: str, url: str) -> str:
+    """The message of a request the server refused for its content. Raises for everything else
+    (server down, unknown model): those fail every image alike, so the caller must hear of them."""
+    status = str(error.status()) if hasattr(error, "status") else ""
+    message = error.message() if hasattr(error, "message") else str(error)
+    if "unknown model" in message:
+        raise UnknownModel(f"model {model!r} is not served at {url}") from error
+    if status in ("400", "StatusCode.INVALID_ARGUMENT"):
+        found = _IMAGE_ERROR.search(message)
+        return found.group(1).strip() if found else message
+    raise ServerUnavailable(f"request to {url} failed: {message or error}") from error
+
+
+class AsyncDetector:
+    """A connection to one ensemble; `async with` it (or `await open()`) before detecting."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, url: str | None = None, protocol: str = "grpc",
+                 batch_size: int = DEFAULT_BATCH_SIZE, concurrency: int = DEFAULT_CONCURRENCY):
+        self.model, self.protocol = model, protocol
+        self.url = url or DEFAULT_URLS[protocol]
+        self.batch_size, self.concurrency = max(1, batch_size), max(1, concurrency)
+        self._module = tritonclient_module(protocol, aio=True)
+        self._client = None
+        self._slots: asyncio.Semaphore | None = None
+
+    async def open(self) -> "AsyncDetector":
+        """Connects, checks the model is served, and caps the batch size at the model's maximum."""
+        self._client = self._module.InferenceServerClient(self.url)
+        self._slots = asyncio.Semaphore(self.concurrency)
+        try:
+            try:
+                live = await self._client.is_server_live()
+            except Exception as e:  # each protocol has its own connection errors
+                raise ServerUnavailable(f"no Triton server at {self.url} ({self.protocol}): {e}") from e
+            if not live:
+                raise ServerUnavailable(f"the Triton server at {self.url} is not live")
+            if not await self._client.is_model_ready(self.model):
+                index = await self._json(self._client.get_model_repository_index)
+                models = index.get("models", []) if isinstance(index, dict) else index  # gRPC / HTTP
+                served = sorted(m["name"] for m in models if m.get("state") == "READY"  # the ensembles
+                                and m["name"] != PREPROCESS_MODEL and not m["name"].endswith("_detector"))
+                raise UnknownModel(f"model {self.model!r} is not served at {self.url}; served: {', '.join(served)}")
+            config = await self._json(self._client.get_model_config, self.model)
+        except BaseException:
+            await self.close()
+            raise
+        self.batch_size = min(self.batch_size, max(1, int(config.get("config", config)["max_batch_size"])))
+        return self
+
+    async def _json(self, method, *args):
+        return await (method(*args, as_json=True) if self.protocol == "grpc" else method(*args))
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def __aenter__(self) -> "AsyncDetector":
+        return await self.open()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def detect(self, sources: Source | Iterable[Source]) -> list[ImageResult]:
+        """One result per image, in the order given."""
+        images = expand_sources(sources)
+        batches = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
+        done = await asyncio.gather(*map(self.detect_batch, batches))
+        return [result for batch in done for result in batch]
+
+    async def detect_batch(self, images: list[_Image]) -> list[ImageResult]:
+        """One request's worth of images (waits for one of the `concurrency` slots)."""
+        async with self._slots:
+            read = [image.read() for image in images]
+            sent = [(image, data) for image, data in zip(images, read) if isinstance(data, bytes)]
+            answers = iter(await self._send(*zip(*sent)) if sent else [])
+            return [data if isinstance(data, ImageResult) else next(answers) for data in read]
+
+    async def _send(self, images: tuple[_Image, ...], payloads: tuple[bytes, ...]) -> list[ImageResult]:
+        """Results of one request. A refused request is split, so each image gets its own answer; one
+        refused because the server's queue is full is sent again after a back-off."""
+        inputs = [image_input(list(payloads), self.protocol)]
+        for attempt in range(QUEUE_FULL_RETRIES + 1):
+            try:
+                answered = parse_result(await self._client.infer(self.model, inputs))
+                return [ImageResult(image.source, found) for image, found in zip(images, answered)]
+            except self._module.InferenceServerException as e:
+                if "Exceeds maximum queue size" not in str(e) or attempt == QUEUE_FULL_RETRIES:
+                    message = refusal(e, self.model, self.url)
+                    break
+                await asyncio.sleep(0.05 * 2 ** attempt)
+            except OSError as e:  # HTTP: the connection itself failed
+                raise ServerUnavailable(f"request to {self.url} failed: {e}") from e
+        if len(images) == 1:
+            return [ImageResult(images[0].source, error=message)]
+        return [r for pair in zip(images, payloads) for r in await self._send(*zip(pair))]

@@ -1,0 +1,77 @@
+"""The `yolo-triton` command, as installed by the package, against the real server: JSON lines and
+CSV that parse, one answer per image in order, a bad file reported without losing the others,
+annotated images with boxes where the detections are, and exit statuses."""
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from yolo_triton.preprocessing import decode
+
+COMMAND = Path(sys.executable).parent / "yolo-triton"  # the entry point `make install` puts in the venv
+
+
+def yolo_triton(*args):
+    return subprocess.run([str(COMMAND), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def folder(test_images, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli_photos")
+    for path in test_images[:6]:
+        shutil.copy2(path, folder)
+    (folder / "zz_truncated.jpg").write_bytes(test_images[0].read_bytes()[:300])
+    return folder
+
+
+def test_jsonl_with_annotated_images(triton, folder, tmp_path):
+    run = yolo_triton("detect", folder, "--url", triton.grpc_url, "--save", tmp_path / "annotated")
+    assert run.returncode == 1, run.stderr  # one image was refused
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["image"] for line in lines] == [str(p) for p in sorted(folder.iterdir())]
+    bad = lines[-1]
+    assert bad["detections"] == [] and "zz_truncated.jpg" in run.stderr and bad["error"] in run.stderr
+    assert all("error" not in line for line in lines[:-1]) and sum(len(line["detections"]) for line in lines) > 10
+
+    saved = sorted((tmp_path / "annotated").iterdir())
+    assert [p.name for p in saved] == [f"{Path(line['image']).stem}.jpg" for line in lines[:-1]]
+    for line, annotated_path in zip(lines, saved):
+        original = decode(Path(line["image"]).read_bytes()).astype(int)
+        annotated = cv2.imread(str(annotated_path)).astype(int)
+        assert annotated.shape == original.shape
+        changed = np.abs(annotated - original).max(axis=2) > 60
+        near_boxes = np.zeros_like(changed)
+        for d in line["detections"]:
+            x1, y1, x2, y2 = (int(round(v)) for v in d["box"])
+            # each box is drawn: its top edge differs from the photo along most of its length
+            assert changed[max(y1 - 1, 0):y1 + 2, x1:x2 + 1].any(axis=0).mean() > 0.8, (annotated_path, d)
+            near_boxes[max(y1 - 40, 0):y2 + 3, max(x1 - 3, 0):x2 + 200] = True  # the box and its label
+        assert changed[~near_boxes].mean() < 0.01, annotated_path  # and nothing else is
+
+
+def test_csv_over_http(triton, folder, tmp_path):
+    out = tmp_path / "detections.csv"
+    run = yolo_triton("detect", f"{folder}/0*.jpg", "--protocol", "http", "--url", triton.http_url,
+                      "--format", "csv", "--output", out, "--batch-size", "2", "--concurrency", "2")
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert list(rows[0]) == ["image", "class_id", "class_name", "score", "x1", "y1", "x2", "y2", "error"]
+    assert sorted({r["image"] for r in rows}) == sorted(str(p) for p in folder.glob("0*.jpg"))
+    for r in rows:
+        if r["class_id"]:
+            assert float(r["x1"]) <= float(r["x2"]) and float(r["y1"]) <= float(r["y2"]) and 0 < float(r["score"]) <= 1
+
+
+def test_exit_status_2_when_nothing_can_be_detected(triton, folder):
+    unknown = yolo_triton("detect", folder, "--url", triton.grpc_url, "--model", "yolov99_giant")
+    assert unknown.returncode == 2 and "'yolov99_giant' is not served" in unknown.stderr and not unknown.stdout
+    missing = yolo_triton("detect", folder / "nowhere.jpg", "--url", triton.grpc_url)
+    assert missing.returncode == 2 and "no image file, folder or glob match" in missing.stderr
