@@ -7,7 +7,8 @@ TensorRT's detectron2 sample:
     images    UINT8 [B, 3, S, S]  (letterboxed RGB) -> Cast, /255 -> the network
     letterbox FP32  [B, 6]        (pad_x, pad_y, scale_x, scale_y, width, height per image)
     network -> cx,cy,w,h -> x1,y1,x2,y2; each anchor keeps only its best class (as Ultralytics'
-    NMS does with multi_label=False) -> NMS -> top K -> (box - pad) / scale, clipped to the image
+    predict; `*_eval` variants keep every class above conf, as its val: multi_label) -> NMS per
+    class -> top K -> (box - pad) / scale, clipped to the image
     -> num_dets INT32 [B,1], det_boxes FP32 [B,K,4], det_scores FP32 [B,K], det_classes INT32 [B,K]
 
 Two NMS flavours, one code path around them:
@@ -90,54 +91,63 @@ class _Builder:
                                  self.const(f"a{start}_{end}_{axis}_{self.count}", [axis])])
 
 
-def _decode_head(b: _Builder, output0: gs.Variable, num_classes: int):
-    """[B, 4+C, N] -> boxes x1y1x2y2 [B,N,4], best-class-only scores [B,N,C], best score [B,N],
-    best class [B,N] (int64)."""
+def _decode_head(b: _Builder, v: Variant, output0: gs.Variable):
+    """[B, 4+C, N] -> boxes x1y1x2y2 [B,N,4], the candidates' scores [B,N,C] (every class for
+    multi_label, else each anchor's best class only, the rest 0), best score [B,N], best class
+    [B,N] (int64)."""
     rows = b.op("Transpose", [output0], perm=[0, 2, 1])  # [B, N, 4+C]
     xywh = b.slice(rows, 0, 4, axis=2)
-    scores = b.slice(rows, 4, 4 + num_classes, axis=2)
+    scores = b.slice(rows, 4, 4 + v.num_classes, axis=2)
     xy, wh = b.slice(xywh, 0, 2, axis=2), b.slice(xywh, 2, 4, axis=2)
     half = b.op("Div", [wh, b.const("two", np.float32(2))])
     boxes = b.op("Concat", [b.op("Sub", [xy, half]), b.op("Add", [xy, half])], axis=2)
     best = b.op("ReduceMax", [scores], axes=[2], keepdims=1)  # [B, N, 1]
     best_class = b.op("ArgMax", [scores], axis=2, keepdims=1)  # first index on ties, as torch.max
-    is_best = b.op("Equal", [best_class, b.const("class_ids", np.arange(num_classes, dtype=np.int64))])
-    best_only = b.op("Where", [is_best, scores, b.const("zero", np.float32(0))])  # [B, N, C]
+    if v.multi_label:
+        candidates = scores
+    else:
+        is_best = b.op("Equal", [best_class, b.const("class_ids", np.arange(v.num_classes, dtype=np.int64))])
+        candidates = b.op("Where", [is_best, scores, b.const("zero", np.float32(0))])  # [B, N, C]
     axis2 = b.const("axis2", np.array([2], dtype=np.int64))
-    return boxes, best_only, b.op("Squeeze", [best, axis2]), b.op("Squeeze", [best_class, axis2])
+    return boxes, candidates, b.op("Squeeze", [best, axis2]), b.op("Squeeze", [best_class, axis2])
 
 
-def _onnx_nms(b: _Builder, v: Variant, boxes, best_only, best, best_class):
+def _onnx_nms(b: _Builder, v: Variant, boxes, candidates, best, best_class):
     """Standard NonMaxSuppression, then the top K of each image, as EfficientNMS_TRT returns them."""
     k = v.max_detections
+    by_class = b.op("Transpose", [candidates], perm=[0, 2, 1])  # [B, C, N]
     if v.class_agnostic:  # one group: the best score of each anchor
         nms_scores = b.op("Unsqueeze", [best, b.const("axis1", np.array([1], dtype=np.int64))])  # [B,1,N]
     else:
-        nms_scores = b.op("Transpose", [best_only], perm=[0, 2, 1])  # [B, C, N]
+        nms_scores = by_class
     selected = b.op("NonMaxSuppression", [
         boxes, nms_scores,
         b.const("max_output_boxes_per_class", np.array([k], dtype=np.int64)),
         b.const("iou_threshold", np.array([v.iou], dtype=np.float32)),
         b.const("score_threshold", np.array([v.conf], dtype=np.float32)),
-    ], center_point_box=0)  # [M, 3]: (batch, class, anchor)
-    batch_anchor = b.op("Gather", [selected, b.const("batch_anchor_cols", np.array([0, 2], dtype=np.int64))], axis=1)
-    kept_scores = b.op("GatherND", [best, batch_anchor])  # [M]
-    # Scatter the survivors into a dense [B, N] map (each anchor has one class, so no collisions),
-    # then take each image's top K: sorted by score, like EfficientNMS_TRT.
-    zeros = b.op("ConstantOfShape", [b.op("Shape", [best])], value=onnx.helper.make_tensor("z", onnx.TensorProto.FLOAT, [1], [0.0]))
-    dense = b.op("ScatterND", [zeros, batch_anchor, kept_scores])
-    top_scores, top_anchor = b.op("TopK", [dense, b.const("k", np.array([k], dtype=np.int64))], outputs=2, axis=1)
+    ], center_point_box=0)  # [M, 3]: (batch, class, anchor); class 0 when agnostic
+    if v.class_agnostic:  # the anchor's best class in place of the single group
+        batch_anchor = b.op("Gather", [selected, b.const("batch_anchor_cols", np.array([0, 2], dtype=np.int64))], axis=1)
+        cls = b.op("Unsqueeze", [b.op("GatherND", [best_class, batch_anchor]), b.const("axis1_cls", np.array([1], dtype=np.int64))])
+        selected = b.op("Concat", [b.slice(selected, 0, 1, axis=1), cls, b.slice(selected, 2, 3, axis=1)], axis=1)
+    kept_scores = b.op("GatherND", [by_class, selected])  # [M]
+    # Scatter the survivors into a dense [B, C*N] map, then take each image's top K: sorted by
+    # score, like EfficientNMS_TRT; the flat index is class * N + anchor.
+    zeros = b.op("ConstantOfShape", [b.op("Shape", [by_class])], value=onnx.helper.make_tensor("z", onnx.TensorProto.FLOAT, [1], [0.0]))
+    dense = b.op("Reshape", [b.op("ScatterND", [zeros, selected, kept_scores]), b.const("flat", np.array([0, -1], dtype=np.int64))])
+    top_scores, top_index = b.op("TopK", [dense, b.const("k", np.array([k], dtype=np.int64))], outputs=2, axis=1)
+    anchors = b.op("Shape", [boxes], start=1, end=2)  # N
+    top_anchor, top_class = b.op("Mod", [top_index, anchors]), b.op("Div", [top_index, anchors])
     num = b.op("ReduceSum", [b.op("Cast", [b.op("Greater", [top_scores, b.const("zero_f", np.float32(0))])], to=onnx.TensorProto.INT32),
                              b.const("axis1_sum", np.array([1], dtype=np.int64))], keepdims=1)  # [B, 1]
     anchor_idx = b.op("Unsqueeze", [top_anchor, b.const("axis2_idx", np.array([2], dtype=np.int64))])  # [B, K, 1]
     top_boxes = b.op("GatherND", [boxes, anchor_idx], batch_dims=1)  # [B, K, 4]
-    top_classes = b.op("Cast", [b.op("GatherND", [best_class, anchor_idx], batch_dims=1)], to=onnx.TensorProto.INT32)
-    return num, top_boxes, top_scores, top_classes
+    return num, top_boxes, top_scores, b.op("Cast", [top_class], to=onnx.TensorProto.INT32)
 
 
-def _efficient_nms(b: _Builder, v: Variant, boxes, best_only, best, best_class):
+def _efficient_nms(b: _Builder, v: Variant, boxes, candidates, best, best_class):
     """TensorRT's EfficientNMS_TRT plugin (see its README for the attributes)."""
-    return b.op("EfficientNMS_TRT", [boxes, best_only], outputs=4, domain=PLUGIN_DOMAIN,
+    return b.op("EfficientNMS_TRT", [boxes, candidates], outputs=4, domain=PLUGIN_DOMAIN,
                 plugin_version="1",
                 background_class=-1,  # every class is a real class
                 box_coding=0,  # boxes already x1, y1, x2, y2
@@ -211,7 +221,7 @@ def build_detector_graph(network: onnx.ModelProto, variant: Variant, nms: str) -
     if variant.nms_free:  # the same graph for both flavours: no NMS at all
         detections = _one_to_one(b, variant, output0)
     else:
-        detections = _NMS[nms](b, variant, *_decode_head(b, output0, variant.num_classes))
+        detections = _NMS[nms](b, variant, *_decode_head(b, variant, output0))
     results = _to_original_pixels(b, variant, letterbox, *detections)
 
     graph.inputs = [images, letterbox]

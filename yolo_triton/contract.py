@@ -82,6 +82,9 @@ class Variant:
     conf: float = 0.25
     iou: float = 0.45
     class_agnostic: bool = False
+    # every (box, class) pair above conf is a candidate, as in Ultralytics' `val`; False: each box's
+    # best class only, as in its `predict`
+    multi_label: bool = False
     num_classes: int = 80
     nms_free: bool = False  # YOLO26's one-to-one head: top K by score above conf, no NMS
 
@@ -103,8 +106,9 @@ class Variant:
 
 
 def for_evaluation(v: Variant) -> Variant:
-    """The same model with Ultralytics' `val` settings (max_det 300, conf 0.001, iou 0.7), for mAP."""
-    return replace(v, name=f"{v.name}_eval", max_detections=300, conf=0.001, iou=0.7)
+    """The same model with Ultralytics' `val` settings (max_det 300, conf 0.001, iou 0.7, multi-label
+    NMS), for mAP."""
+    return replace(v, name=f"{v.name}_eval", max_detections=300, conf=0.001, iou=0.7, multi_label=True)
 
 
 _SERVING = (
