@@ -69,3 +69,12 @@ class MatchCounts:
     def __str__(self) -> str:
         return (f"{self.matched}/{self.reference} of Ultralytics' detections matched ({100 * self.matched_fraction:.2f}%), "
                 f"{self.ours - self.matched} extra of {self.ours} ours ({100 * self.extra_fraction:.2f}%)")
+
+
+def letterboxed_alike(paths, imgsz):
+    """The images Ultralytics' val loader letterboxes exactly as its predict does: those whose long
+    side is imgsz already. Others it resizes first, with ceil() sizes (and INTER_AREA to shrink),
+    which moves the low-score tail of the eval variants' 300 detections."""
+    from PIL import Image
+
+    return [p for p in paths if max(Image.open(p).size) == imgsz]

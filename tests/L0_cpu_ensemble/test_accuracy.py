@@ -6,7 +6,7 @@ predict does."""
 
 import pytest
 
-from matching import Detections, MatchCounts
+from matching import Detections, MatchCounts, letterboxed_alike
 from yolo_triton.client.core import image_input
 from yolo_triton.contract import VARIANTS
 
@@ -24,15 +24,6 @@ def served_detections(client, protocol, name, paths) -> dict:
         for row, path in enumerate(chunk):
             found[path] = Detections.from_outputs(*(o[row] for o in outputs))
     return found
-
-
-def letterboxed_alike(paths, imgsz):
-    """The images Ultralytics' val loader letterboxes exactly as its predict does: those whose long
-    side is imgsz already. Others it resizes first, with ceil() sizes (and INTER_AREA to shrink),
-    which moves the low-score tail of the eval variants' 300 detections."""
-    from PIL import Image
-
-    return [p for p in paths if max(Image.open(p).size) == imgsz]
 
 
 @pytest.mark.parametrize("name", SERVED)

@@ -25,7 +25,7 @@ PROFILES = {
     "cpu": ["-f", str(CHART / "values-cpu.yaml")],
     "everything": ["--set", "ingress.http.enabled=true,ingress.grpc.enabled=true,serviceMonitor.enabled=true,"
                    "grafanaDashboard.enabled=true,modelRepository.build.weightsClaim=weights,"
-                   "modelRepository.build.cacheClaim=engine-cache"],
+                   "modelRepository.build.cacheClaim=engine-cache,livenessProbe.byInference=true"],
     "pvc": ["--set", "modelRepository.source=pvc,modelRepository.pvc.claimName=models,autoscaling.enabled=false,replicaCount=3"],
     "remote": ["--set", "modelRepository.source=remote,modelRepository.remote.uri=s3://bucket/model_repository,"
                "modelRepository.remote.credentialsSecret=s3-credentials,restrictedApi.existingSecret=triton-admin"],
@@ -117,6 +117,8 @@ def test_repository_sources_and_monitoring():
     for metric in ("nv_inference_count", "nv_inference_request_duration_us", "nv_inference_queue_duration_us", "nv_gpu_utilization"):
         assert metric in exprs
     assert everything["yolo-yolo-triton-grpc"]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    canary = _triton(everything)["livenessProbe"]
+    assert canary["exec"]["command"][:3] == ["python3", "-m", "yolo_triton.canary"] and "httpGet" not in canary
     pvc = _triton(render("pvc"))
     assert "--model-repository=/models" in pvc["args"] and "initContainers" not in render("pvc")["Deployment"]["spec"]["template"]["spec"]
     remote = render("remote")
