@@ -12,6 +12,8 @@
    against Ultralytics' predictions made beforehand (build/device/reference.json); the detector is
    the torch stand-in, which refuses any `images` tensor that is not in GPU memory.
 4. bench: perf_analyzer (gRPC, concurrency 1 to 128) on the GPU ensemble and on each stage alone.
+5. classical: the ensemble against the classical path (client-side decode, letterbox and NMS; the
+   bare network served with the same torch runtime), the same load generator driving both.
 Writes OUT_DIR/gpu_checks.json and prints a summary.
 """
 
@@ -141,15 +143,15 @@ def throughput(photos: list[Path]) -> dict:
     return results
 
 
-def _infer(url: str, model: str, images: list[bytes]) -> dict:
-    """One request over Triton's HTTP API with the binary tensor extension (no tritonclient here)."""
-    outputs = [s.name for s in VARIANTS[model].outputs]
-    payload = b"".join(struct.pack("<I", len(d)) + d for d in images)
-    header = json.dumps({"inputs": [{"name": "image", "shape": [len(images), 1], "datatype": "BYTES",
-                                     "parameters": {"binary_data_size": len(payload)}}],
+def _infer_binary(url: str, model: str, inputs: list[tuple[str, str, list[int], bytes]], outputs: list[str]) -> dict:
+    """One request over Triton's HTTP API with the binary tensor extension (no tritonclient here):
+    inputs as (name, datatype, shape, raw bytes)."""
+    header = json.dumps({"inputs": [{"name": n, "shape": shape, "datatype": t, "parameters": {"binary_data_size": len(raw)}}
+                                    for n, t, shape, raw in inputs],
                          "outputs": [{"name": n, "parameters": {"binary_data": True}} for n in outputs]}).encode()
-    request = urllib.request.Request(f"http://{url}/v2/models/{model}/infer", data=header + payload, method="POST",
-                                     headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))})
+    request = urllib.request.Request(f"http://{url}/v2/models/{model}/infer", data=header + b"".join(i[3] for i in inputs),
+                                     method="POST", headers={"Content-Type": "application/octet-stream",
+                                                             "Inference-Header-Content-Length": str(len(header))})
     with urllib.request.urlopen(request, timeout=120) as r:
         body = r.read()
         size = int(r.headers["Inference-Header-Content-Length"])
@@ -160,6 +162,12 @@ def _infer(url: str, model: str, images: list[bytes]) -> dict:
         result[out["name"]] = np.frombuffer(body[offset:offset + n], dtype).reshape(out["shape"])
         offset += n
     return result
+
+
+def _infer(url: str, model: str, images: list[bytes]) -> dict:
+    """The ensemble: encoded images in (BYTES: 4-byte length + bytes each), detections out."""
+    payload = b"".join(struct.pack("<I", len(d)) + d for d in images)
+    return _infer_binary(url, model, [("image", "BYTES", [len(images), 1], payload)], [s.name for s in VARIANTS[model].outputs])
 
 
 @contextlib.contextmanager
@@ -238,6 +246,52 @@ def bench(out_dir: Path, levels=(1, 2, 4, 8, 16, 32, 64, 128)) -> dict:
     return {"rows": rows, "commands": commands}
 
 
+def classical(photos: list[Path], out_dir: Path, levels=(1, 4, 16, 64)) -> dict:
+    """The ensemble against the classical path on this GPU with the same detector runtime (the
+    TorchScript network in PyTorch on the GPU), both driven by the same Python load generator over
+    HTTP with the same JPEGs. Classical: this machine's CPU decodes and letterboxes (OpenCV), sends
+    FP32 [1, 3, 640, 640], gets output0 [1, 84, 8400] back and runs the NMS (torchvision, best class,
+    per-class NMS, top K) and the box mapping itself, as Ultralytics' Triton guide does."""
+    sys.path.append("/opt/torchshim")
+    import torch
+    import torchvision
+
+    from yolo_triton.benchmarks.bench import client_load
+
+    torch.set_num_threads(1)  # one per client thread, as each request is one image
+    model = json.loads((DATA / "reference.json").read_text())["model"]
+    v, cpu = VARIANTS[model], CpuPreprocessor(IMGSZ)
+    jpegs = [p.read_bytes() for p in photos]
+
+    def classical_work(url):
+        def work(data: bytes):
+            (image,) = cpu.decode([data])
+            batch, params = cpu.letterbox([image])
+            tensor = (batch.astype(np.float32) / 255).tobytes()
+            output0 = _infer_binary(url, f"{model}_bare", [("images", "FP32", [1, 3, IMGSZ, IMGSZ], tensor)], ["output0"])["output0"]
+            rows = torch.from_numpy(output0[0].copy()).T  # [N, 4 + C]
+            xy, wh = rows[:, :2], rows[:, 2:4]
+            boxes = torch.cat((xy - wh / 2, xy + wh / 2), 1)
+            best, cls = rows[:, 4:].max(1)
+            idx = torch.nonzero(best > v.conf).squeeze(1)
+            keep = idx[torchvision.ops.batched_nms(boxes[idx], best[idx], cls[idx], v.iou)[: v.max_detections]]
+            pad_x, pad_y, scale_x, scale_y, width, height = params[0]
+            mapped = (boxes[keep] - torch.tensor([pad_x, pad_y, pad_x, pad_y])) / torch.tensor([scale_x, scale_y, scale_x, scale_y])
+            return torch.minimum(mapped.clamp(min=0), torch.tensor([width, height, width, height]))
+        return work
+
+    rows = []
+    with served(out_dir) as url:
+        check = classical_work(url)(jpegs[0])  # the classical path finds what the ensemble finds
+        ours = _infer(url, model, [jpegs[0]])
+        agree = int(ours["num_dets"][0, 0]) == len(check)
+        for c in levels:
+            for path, work in (("ensemble (client)", lambda d: _infer(url, model, [d])), ("classical (client)", classical_work(url))):
+                rows.append({"path": path, "concurrency": c, **client_load(work, jpegs, c)})
+                print(rows[-1], flush=True)
+    return {"rows": rows, "same_detection_count_on_first_photo": agree}
+
+
 def main():
     out_dir = Path(sys.argv[1])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -248,7 +302,8 @@ def main():
     report = {"date": time.strftime("%Y-%m-%d"), "gpu": gpu, "cpu_cores": os.cpu_count(), "python": platform.python_version(),
               "cupy": cp.__version__, "nvimgcodec": nvimgcodec.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
     steps = {"letterbox_parity": lambda: letterbox_parity(photos), "throughput": lambda: throughput(photos),
-             "ensemble": lambda: ensemble(photos, out_dir), "bench": lambda: bench(out_dir)}
+             "ensemble": lambda: ensemble(photos, out_dir), "bench": lambda: bench(out_dir),
+             "classical": lambda: classical(photos, out_dir)}
     chosen = sys.argv[2].split(",") if len(sys.argv) > 2 else list(steps)
     for name, step in ((n, steps[n]) for n in chosen):
         t = time.time()

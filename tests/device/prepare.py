@@ -8,6 +8,7 @@ repository: preprocess on the GPU -> the torch stand-in detector -> the ensemble
 """
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import COCO_IMAGES, ultralytics_assets, weights_of  # noqa: E402
 from yolo_triton.benchmarks.bench import detector_input  # noqa: E402
 from yolo_triton.benchmarks.perf_input import perf_input  # noqa: E402
-from yolo_triton.contract import VARIANTS  # noqa: E402
+from yolo_triton.contract import VARIANTS, TensorSpec  # noqa: E402
 from yolo_triton.repository import ensemble_config, model_config, preprocess_config  # noqa: E402
 
 OUT = ROOT / "build" / "device"
@@ -55,6 +56,14 @@ def main():
     shutil.copy(ROOT / "tests" / "device" / "torch_detector.py", detector / "1" / "model.py")
     network = YOLO(str(weights_of(MODEL))).export(format="torchscript", imgsz=v.imgsz)
     shutil.move(network, detector / "1" / "model.torchscript")
+    # the classical path's server side: the same network alone, FP32 in, output0 out (host memory)
+    bare = repo / f"{v.name}_bare"
+    (bare / "1").mkdir(parents=True)
+    (bare / "config.pbtxt").write_text(model_config(
+        bare.name, 'backend: "python"', v.max_batch_size, (TensorSpec("images", "TYPE_FP32", (3, v.imgsz, v.imgsz)),),
+        (TensorSpec("output0", "TYPE_FP32", (4 + v.num_classes, 8400)),), v.preferred_batch_sizes, kind="KIND_GPU"))
+    shutil.copy(ROOT / "tests" / "device" / "torch_bare_network.py", bare / "1" / "model.py")
+    os.link(detector / "1" / "model.torchscript", bare / "1" / "model.torchscript")
     # perf_analyzer data: the photos for the ensemble and preprocess, 16 letterboxed for the detector
     photos = sorted(images.iterdir())
     (OUT / "perf_input.json").write_text(json.dumps(perf_input(photos)))
