@@ -22,6 +22,14 @@ from pathlib import Path
 
 HOST = "127.0.0.1"  # the embedded server is for this machine only
 
+# Each Python-backend stub exchanges tensors with the server through a shared-memory region.
+# Triton's default (1 MiB, grown 1 MiB at a time) maps the region anew at every growth and keeps
+# the old mappings, so under load the server's and the stubs' RSS climb in steps for minutes (an
+# 85-mapping preprocess region in a soak, benchmarks/RESULTS.md); sized for a few batches of
+# letterboxed images from the start and grown in large steps, it settles within the warm-up.
+# docker-compose.yml and the Helm chart pass the same flags (tests check).
+PYTHON_BACKEND_CONFIG = ("python,shm-default-byte-size=268435456", "python,shm-growth-byte-size=67108864")
+
 
 def wheel_root() -> Path:
     spec = importlib.util.find_spec("pytriton")
@@ -107,6 +115,7 @@ class TritonServer:
             "--allow-metrics=true", "--allow-gpu-metrics=false",
             "--model-control-mode=none",  # no load/unload API: the repository is fixed at start
             "--strict-readiness=true", "--exit-on-error=true",
+            *(f"--backend-config={c}" for c in PYTHON_BACKEND_CONFIG),
             *self.extra_args,
         ]
 

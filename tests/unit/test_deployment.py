@@ -11,6 +11,7 @@ import yaml
 
 from yolo_triton.contract import VARIANTS, letterboxed_images, LETTERBOX_PARAMS
 from yolo_triton.repository import ROOT
+from yolo_triton.server import PYTHON_BACKEND_CONFIG
 
 ENV = dict(line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines() if line and not line.startswith("#"))
 RELEASE = ENV["NGC_RELEASE"]
@@ -87,6 +88,7 @@ def test_compose_triton_service(compose):
     assert triton["depends_on"]["engine"]["condition"] == "service_completed_successfully"
     assert f"--cuda-memory-pool-byte-size=0:{ENV['CUDA_MEMORY_POOL_BYTES']}" in triton["command"]
     assert "--model-control-mode=none" in triton["command"]
+    assert all(f"--backend-config={c}" in triton["command"] for c in PYTHON_BACKEND_CONFIG)  # as the embedded server
     assert sorted(triton["ports"]) == [f"127.0.0.1:{p}:{p}/tcp" for p in (8000, 8001, 8002)]  # BIND_ADDRESS unset
     assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
     assert triton["shm_size"] and int(triton["ulimits"]["memlock"]) == -1

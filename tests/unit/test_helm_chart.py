@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from yolo_triton.repository import ROOT
+from yolo_triton.server import PYTHON_BACKEND_CONFIG
 
 HELM = Path(sys.executable).parent / "helm"
 CHART = ROOT / "deploy" / "helm" / "yolo-triton"
@@ -91,6 +92,7 @@ def test_security_and_disruption():
         assert container["resources"]["requests"] and container["resources"]["limits"]
     args = _triton(objects)["args"]
     assert "--model-control-mode=none" in args
+    assert all(f"--backend-config={c}" in args for c in PYTHON_BACKEND_CONFIG)  # as the embedded server
     restricted = "model-repository,shared-memory,logging,trace:triton-admin-key=$(TRITON_ADMIN_KEY)"
     assert f"--http-restricted-api={restricted}" in args and f"--grpc-restricted-protocol={restricted}" in args
     assert objects["PodDisruptionBudget"]["apiVersion"] == "policy/v1"

@@ -1,0 +1,168 @@
+"""Soak: a long run of mixed good and bad requests against a running server, with the server's
+memory sampled throughout; every answer is checked against its own request.
+
+    python -m yolo_triton.benchmarks.soak --url 127.0.0.1:8001 --model yolov11_nano \
+        --images ../shared/data/coco128/images/train2017 --requests 100000 --concurrency 16 \
+        --server-pid $(pgrep -x tritonserver) --out build/soak.json
+
+Request i carries 1 to 3 photos (chosen by i) and, every --bad-every-th request, one bad payload
+(empty, random bytes, truncated JPEG, in turn). A request with a bad image must be refused with a
+message naming it; any other must return, for each of its photos, the detections that photo got
+alone at the start (same classes, boxes within 0.5 px, scores within 1e-3): a lost, duplicated or
+swapped answer cannot pass. Memory: tritonserver's RSS, its Python-backend stubs' RSS and (with
+nvidia-smi) the GPU memory of those processes, sampled every second; growth compares the mean of
+the last tenth of the samples with the mean of the tenth just after warm-up (the first 10% of
+requests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+BAD_PAYLOADS = {
+    "empty": lambda photo: b"",
+    "random": lambda photo: np.random.default_rng(len(photo)).integers(0, 256, 2048, np.uint8).tobytes(),
+    "truncated": lambda photo: photo[: len(photo) // 3],
+}
+BAD_MESSAGES = {"empty": "empty input", "random": "cannot decode", "truncated": "cannot decode"}
+
+
+def memory(server_pid: int) -> dict[str, float]:
+    """MiB: the server's RSS, its stubs' RSS (summed) and, where nvidia-smi runs, their GPU memory."""
+    import psutil
+
+    server = psutil.Process(server_pid)
+    stubs = [p for p in server.children(recursive=True) if "triton_python_backend_stub" in p.name()]
+    sample = {"server_rss": server.memory_info().rss / 2**20, "stubs_rss": sum(p.memory_info().rss for p in stubs) / 2**20}
+    try:
+        apps = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, timeout=10, check=True).stdout
+        pids = {server_pid, *(p.pid for p in stubs)}
+        sample["gpu"] = float(sum(int(m) for p, m in (line.split(", ") for line in apps.splitlines() if line) if int(p) in pids))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return sample
+
+
+@dataclass
+class SoakReport:
+    requests: int = 0
+    served: int = 0  # good requests answered, every image with its own detections
+    refused: int = 0  # bad requests refused with the right message
+    wrong: list = field(default_factory=list)  # (request, what went wrong): lost, mismatched, unexpected errors
+    seconds: float = 0.0
+    samples: list = field(default_factory=list)  # (seconds since start, memory dict)
+    growth_percent: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        growth = ", ".join(f"{k} {v:+.2f}%" for k, v in self.growth_percent.items())
+        return (f"{self.requests} requests in {self.seconds:.0f} s: {self.served} served correctly, {self.refused} "
+                f"bad ones refused cleanly, {len(self.wrong)} wrong; memory growth after warm-up: {growth}")
+
+
+def growth(samples: list[tuple[float, dict]], warm_until: float) -> dict[str, float]:
+    steady = [s for t, s in samples if t >= warm_until]
+    tenth = max(1, len(steady) // 10)
+    first, last = steady[:tenth], steady[-tenth:]
+    return {k: 100 * (np.mean([s[k] for s in last]) / np.mean([s[k] for s in first]) - 1)
+            for k in first[0] if np.mean([s[k] for s in first]) > 0}
+
+
+def soak(url: str, model: str, photos: list[bytes], requests: int, concurrency: int, server_pid: int,
+         bad_every: int = 4, protocol: str = "grpc") -> SoakReport:
+    from yolo_triton.client.core import image_input, parse_result, tritonclient_module
+
+    module = tritonclient_module(protocol)
+    local = threading.local()
+
+    def infer(payloads):
+        if not hasattr(local, "client"):
+            local.client = module.InferenceServerClient(url)
+        return parse_result(local.client.infer(model, [image_input(payloads, protocol)], client_timeout=120))
+
+    alone = [infer([photo])[0] for photo in photos]  # each photo's own detections, the expectation
+
+    def same(got, want) -> bool:
+        return len(got) == len(want) and all(
+            g.class_id == w.class_id and abs(g.score - w.score) < 1e-3 and np.allclose(g.box, w.box, atol=0.5)
+            for g, w in zip(got, want))
+
+    def one(i: int):
+        chosen = [(i * 7 + k * 13) % len(photos) for k in range(1 + i % 3)]
+        payloads = [photos[c] for c in chosen]
+        bad = None
+        if i % bad_every == bad_every - 1:
+            bad = list(BAD_PAYLOADS)[(i // bad_every) % len(BAD_PAYLOADS)]
+            payloads.insert(i % (len(payloads) + 1), BAD_PAYLOADS[bad](payloads[0]))
+        try:
+            answers = infer(payloads)
+        except Exception as e:
+            if bad and BAD_MESSAGES[bad] in str(e):
+                return "refused", None
+            return "wrong", f"{'bad ' + bad if bad else 'good'} request failed: {e}"
+        if bad:
+            return "wrong", f"bad {bad} request was answered"
+        if len(answers) != len(chosen) or not all(same(a, alone[c]) for a, c in zip(answers, chosen)):
+            return "wrong", f"answers do not match photos {chosen}"
+        return "served", None
+
+    report, start = SoakReport(requests=requests), time.monotonic()
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            report.samples.append((time.monotonic() - start, memory(server_pid)))
+            done.wait(1.0)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    warm_until, warm_count = None, max(1, requests // 10)
+    with ThreadPoolExecutor(concurrency) as pool:
+        for i, (outcome, detail) in enumerate(pool.map(one, range(requests))):
+            if outcome == "wrong":
+                report.wrong.append((i, detail))
+            else:
+                setattr(report, outcome, getattr(report, outcome) + 1)
+            if i + 1 == warm_count:
+                warm_until = time.monotonic() - start
+    done.set()
+    sampler.join()
+    report.seconds = time.monotonic() - start
+    report.samples.append((report.seconds, memory(server_pid)))
+    report.growth_percent = growth(report.samples, warm_until)
+    return report
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="127.0.0.1:8001")
+    parser.add_argument("--protocol", default="grpc", choices=("grpc", "http"))
+    parser.add_argument("--model", default="yolov11_nano")
+    parser.add_argument("--images", type=Path, required=True, help="a folder of JPEGs")
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--bad-every", type=int, default=4)
+    parser.add_argument("--server-pid", type=int, required=True, help="tritonserver's process id")
+    parser.add_argument("--out", type=Path, help="write the report (JSON) here")
+    args = parser.parse_args()
+    photos = [p.read_bytes() for p in sorted(args.images.glob("*.jpg"))]
+    report = soak(args.url, args.model, photos, args.requests, args.concurrency, args.server_pid, args.bad_every, args.protocol)
+    print(report.summary())
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({**asdict(report), "command": vars(args) | {"images": str(args.images), "out": str(args.out)}},
+                                       indent=1, default=str))
+    return 0 if not report.wrong else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
