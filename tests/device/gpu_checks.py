@@ -289,7 +289,23 @@ def classical(photos: list[Path], out_dir: Path, levels=(1, 4, 16, 64)) -> dict:
             for path, work in (("ensemble (client)", lambda d: _infer(url, model, [d])), ("classical (client)", classical_work(url))):
                 rows.append({"path": path, "concurrency": c, **client_load(work, jpegs, c)})
                 print(rows[-1], flush=True)
-    return {"rows": rows, "same_detection_count_on_first_photo": agree}
+        stats = model_stats(url)
+    return {"rows": rows, "same_detection_count_on_first_photo": agree, "triton_statistics": stats}
+
+
+def model_stats(url: str) -> dict:
+    """Where the time goes, from Triton's statistics API: per model, the mean queue and compute
+    time per request (ms) and the mean batch size it executed, over the whole run."""
+    with urllib.request.urlopen(f"http://{url}/v2/models/stats", timeout=30) as r:
+        found = json.loads(r.read())["model_stats"]
+    per_model = {}
+    for m in found:
+        stats, n = m["inference_stats"], max(int(m["inference_count"]), 1)
+        per_model[m["name"]] = {
+            "requests": int(stats["success"]["count"]), "mean_batch": round(n / max(int(m["execution_count"]), 1), 2),
+            **{f"{k}_ms_per_request": round(int(stats[k]["ns"]) / max(int(stats[k]["count"]), 1) / 1e6, 3)
+               for k in ("queue", "compute_input", "compute_infer", "compute_output")}}
+    return per_model
 
 
 def main():
