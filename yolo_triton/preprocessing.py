@@ -51,13 +51,17 @@ class Letterbox:
 
 
 def check(data: bytes) -> str | None:
-    """Refuse, before any decoding, what must not be decoded: no bytes, too many bytes, or a
-    header claiming more than MAX_IMAGE_PIXELS (a decompression bomb). Returns the format the
-    header names (PIL reads headers only here), None if unknown."""
+    """Refuse, before any decoding, what must not be decoded: no bytes, too many bytes, a JPEG cut
+    short, or a header claiming more than MAX_IMAGE_PIXELS (a decompression bomb). Returns the
+    format the header names (PIL reads headers only here), None if unknown."""
     if len(data) == 0:
         raise ImageError("empty input: no image bytes")
     if len(data) > MAX_IMAGE_BYTES:
         raise ImageError(f"image is {len(data)} bytes, over the limit of {MAX_IMAGE_BYTES}")
+    # OpenCV refuses most truncated JPEGs, nvImageCodec decodes what is there: refuse them alike.
+    # FF D9 cannot occur inside entropy-coded data (FF is stuffed there), only as a marker.
+    if data.startswith(b"\xff\xd8\xff") and data.rfind(b"\xff\xd9") < 0:
+        raise ImageError(f"truncated JPEG ({len(data)} bytes): no end-of-image marker")
     try:
         with Image.open(io.BytesIO(data)) as header:
             (width, height), kind = header.size, header.format

@@ -51,7 +51,7 @@ def _corrupt_header(photo) -> bytes:
 CASES = {
     "empty bytes": (lambda p: b"", None, "empty input"),
     "random bytes": (lambda p: np.random.default_rng(5).bytes(30000), None, "cannot decode image"),
-    "truncated JPEG": (lambda p: p.read_bytes()[:400], None, "cannot decode"),
+    "truncated JPEG": (lambda p: p.read_bytes()[:400], None, "truncated JPEG (400 bytes): no end-of-image marker"),
     "JPEG with a corrupt header": (_corrupt_header, None, "cannot decode"),
     "PNG": (lambda p: _pil(p, "PNG"), ".png", None),
     "WebP (lossless)": (lambda p: _pil(p, "WEBP", lossless=True), ".webp", None),

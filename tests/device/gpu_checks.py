@@ -14,6 +14,8 @@
 4. bench: perf_analyzer (gRPC, concurrency 1 to 128) on the GPU ensemble and on each stage alone.
 5. classical: the ensemble against the classical path (client-side decode, letterbox and NMS; the
    bare network served with the same torch runtime), the same load generator driving both.
+6. soak: benchmarks/soak.py against the GPU ensemble, GPU memory sampled too (needs gRPC and psutil
+   in the stub env: tests/device/README.md).
 Writes OUT_DIR/gpu_checks.json and prints a summary.
 """
 
@@ -51,11 +53,13 @@ def _package_folder(name: str, folder: Path) -> None:
 
 
 _package_folder("yolo_triton.benchmarks", ROOT / "benchmarks")
+_package_folder("yolo_triton.client", ROOT / "client")
 
 from matching import Detections, MatchCounts  # noqa: E402
 from yolo_triton.contract import VARIANTS  # noqa: E402
 from yolo_triton.gpu_preprocessing import GpuPreprocessor  # noqa: E402
 from yolo_triton.preprocessing import CpuPreprocessor, decode, letterbox_into  # noqa: E402
+from yolo_triton.server import PYTHON_BACKEND_CONFIG  # noqa: E402
 
 DATA = ROOT / "build" / "device"
 IMGSZ = 640
@@ -177,6 +181,7 @@ def served(out_dir: Path):
     env = dict(os.environ, PATH=f"/opt/stubenv/bin:{os.environ['PATH']}")
     server = subprocess.Popen([os.environ["TRITONSERVER"], f"--model-repository={DATA / 'model_repository'}",
                                f"--backend-directory={os.environ['TRITON_BACKENDS']}", "--cuda-memory-pool-byte-size=0:536870912",
+                               *(f"--backend-config={c}" for c in PYTHON_BACKEND_CONFIG),
                                "--http-port=18000", "--grpc-port=18001", "--metrics-port=18002", "--model-control-mode=none"],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
     url = "127.0.0.1:18000"
@@ -308,6 +313,22 @@ def model_stats(url: str) -> dict:
     return per_model
 
 
+def soak_gpu(photos: list[Path], out_dir: Path) -> dict:
+    """benchmarks/soak.py on the GPU ensemble: mixed good and bad requests, every answer checked,
+    the server's and stubs' RSS and the GPU's memory sampled (SOAK_REQUESTS, default 30000)."""
+    from yolo_triton.benchmarks.soak import soak
+
+    model = json.loads((DATA / "reference.json").read_text())["model"]
+    requests = int(os.environ.get("SOAK_REQUESTS", "30000"))
+    with served(out_dir) as url:
+        pid = int(subprocess.run(["pgrep", "-x", "tritonserver"], capture_output=True, text=True, check=True).stdout.split()[0])
+        report = soak(url.replace("18000", "18001"), model, [p.read_bytes() for p in photos], requests, 32, pid)
+    print(report.summary(), flush=True)
+    return {"summary": report.summary(), "requests": requests, "concurrency": 32, "wrong": report.wrong[:50],
+            "differing": report.differing, "served": report.served, "refused": report.refused,
+            "growth_percent": report.growth_percent, "samples": report.samples}
+
+
 def main():
     out_dir = Path(sys.argv[1])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -319,7 +340,7 @@ def main():
               "cupy": cp.__version__, "nvimgcodec": nvimgcodec.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
     steps = {"letterbox_parity": lambda: letterbox_parity(photos), "throughput": lambda: throughput(photos),
              "ensemble": lambda: ensemble(photos, out_dir), "bench": lambda: bench(out_dir),
-             "classical": lambda: classical(photos, out_dir)}
+             "classical": lambda: classical(photos, out_dir), "soak": lambda: soak_gpu(photos, out_dir)}
     chosen = sys.argv[2].split(",") if len(sys.argv) > 2 else list(steps)
     for name, step in ((n, steps[n]) for n in chosen):
         t = time.time()

@@ -19,6 +19,12 @@ import torchvision  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 
+# Full FP32: with TF32 (PyTorch's default for cuDNN convolutions) batches of different sizes give
+# boxes and scores that differ by more than the soak's tolerance (benchmarks/RESULTS.md).
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_tf32 = False
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -65,6 +71,8 @@ class TritonPythonModel:
             params = (torch.utils.dlpack.from_dlpack(letterbox.to_dlpack()) if not letterbox.is_cpu()
                       else torch.tensor(letterbox.as_numpy().tolist()))
             outputs = self._detect(pixels, params.to(self.device))
+            # the stub hands the outputs on once execute() returns, not on torch's stream: finish first
+            torch.cuda.current_stream(self.device).synchronize()
             responses.append(pb_utils.InferenceResponse(output_tensors=[
                 pb_utils.Tensor.from_dlpack(n, o.contiguous()) for n, o in zip(self.output_names, outputs)]))
         return responses
