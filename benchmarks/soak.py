@@ -10,8 +10,8 @@ Request i carries 1 to 3 photos (chosen by i) and, every --bad-every-th request,
 message naming it; any other must return, for each of its photos, that photo's detections:
 exactly as it got them alone at the start (every detection scoring 0.01 above conf has a twin:
 same class, score within 0.005, box within 1 px), or, when not exactly, no more like any other
-photo's answer than like its own (`differing`: batches of other sizes may move pixels or scores a
-little on the GPU). A lost, duplicated or swapped answer is `wrong`. Memory: tritonserver's RSS, its Python-backend stubs' RSS and (with
+photo's answer than like its own, by class and IoU >= 0.5 (`differing`: batches of other sizes
+may move pixels or scores a little on the GPU). A lost, duplicated or swapped answer is `wrong`. Memory: tritonserver's RSS, its Python-backend stubs' RSS and (with
 nvidia-smi) GPU 0's used memory, sampled every second; growth compares the mean of
 the last tenth of the samples with the mean of the tenth just after warm-up (the first quarter
 of the requests, --warmup: the stubs' shared-memory regions and ONNX Runtime's arenas reach
@@ -106,10 +106,18 @@ def soak(url: str, model: str, photos: list[bytes], requests: int, concurrency: 
         return sum(any(o.class_id == d.class_id and abs(o.score - d.score) < 5e-3 and np.allclose(o.box, d.box, atol=1.0)
                        for o in others) for d in clear(found))
 
+    def iou(a, b) -> float:
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+        return w * h / union if union > 0 else 0.0
+
     def likeness(got, want) -> int:
-        """Twins minus detections without one, both ways: highest for the photo an answer belongs to."""
-        matched = twins(got, want) + twins(want, got)
-        return 2 * matched - len(clear(got)) - len(clear(want))
+        """Detections with a look-alike on the other side (same class, IoU >= 0.5), minus those
+        without, both ways: highest for the photo an answer belongs to, whatever its scores."""
+        alike = lambda found, others: sum(any(o.class_id == d.class_id and iou(o.box, d.box) >= 0.5 for o in others)
+                                          for d in clear(found))
+        return 2 * (alike(got, want) + alike(want, got)) - len(clear(got)) - len(clear(want))
 
     def exact(got, want) -> bool:
         return twins(got, want) == len(clear(got)) and twins(want, got) == len(clear(want))
@@ -138,8 +146,11 @@ def soak(url: str, model: str, photos: list[bytes], requests: int, concurrency: 
             # not exactly its photo's answer alone: is it more like another photo's? (a lost,
             # duplicated or swapped answer is another photo's, or an empty one)
             own = likeness(answer, alone[c])
-            if any(likeness(answer, alone[o]) > own for o in range(len(photos)) if o != c):
-                return "wrong", f"photo {c} (row {k} of {len(chosen)}) got an answer that is not its own"
+            other = max((o for o in range(len(photos)) if o != c), key=lambda o: likeness(answer, alone[o]))
+            if likeness(answer, alone[other]) > own:
+                brief = lambda found: [(d.class_name, round(d.score, 3), [round(x) for x in d.box]) for d in clear(found)]
+                return "wrong", (f"photo {c} (row {k} of {len(chosen)}) got {brief(answer)}, more like photo {other}'s "
+                                 f"{brief(alone[other])} than its own {brief(alone[c])}")
             outcome = "differing"
         return outcome, None
 
