@@ -27,11 +27,16 @@ def chart_restricted_args() -> list[str]:
 def test_embedded_server_binds_loopback_only(triton):
     assert HOST == "127.0.0.1"
     assert f"--http-address={HOST}" in triton.command() and f"--grpc-address={HOST}" in triton.command()
-    outward = socket.gethostbyname(socket.gethostname())
-    if outward.startswith("127."):
+    import psutil
+
+    outward = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+               if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    if not outward:
         pytest.skip("no non-loopback address on this machine")
-    with pytest.raises(OSError):
-        socket.create_connection((outward, triton.http_port), timeout=2)
+    for address in outward:
+        for port in (triton.http_port, triton.grpc_port, triton.metrics_port):
+            with pytest.raises(OSError):  # nothing listens there: refused
+                socket.create_connection((address, port), timeout=2)
 
 
 @pytest.fixture(scope="module")
