@@ -95,7 +95,7 @@ def test_concurrent_requests_each_get_their_own_detections(triton, client, proto
 BAD_INPUTS = {
     "empty bytes": (lambda good: b"", "empty input"),
     "random bytes": (lambda good: np.random.default_rng(3).bytes(20000), "cannot decode"),
-    "truncated JPEG": (lambda good: good[:300], "cannot decode"),
+    "truncated JPEG": (lambda good: good[:300], "truncated JPEG (300 bytes): no end-of-image marker"),
     "non-image file": (lambda good: b"#!/bin/sh\necho this is not an image\n" * 20, "cannot decode"),
 }
 
