@@ -24,7 +24,7 @@ from typing import Iterable, Union
 import numpy as np
 
 from yolo_triton.client.coco import COCO_NAMES
-from yolo_triton.contract import IMAGE_INPUT, PREPROCESS_MODEL, detection_outputs
+from yolo_triton.contract import IMAGE_INPUT, detection_outputs, is_ensemble
 
 DEFAULT_URLS = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}
 DEFAULT_MODEL = "yolov11_nano"
@@ -184,8 +184,7 @@ class AsyncDetector:
             if not await self._client.is_model_ready(self.model):
                 index = await self._json(self._client.get_model_repository_index)
                 models = index.get("models", []) if isinstance(index, dict) else index  # gRPC / HTTP
-                served = sorted(m["name"] for m in models if m.get("state") == "READY"  # the ensembles
-                                and m["name"] != PREPROCESS_MODEL and not m["name"].endswith("_detector"))
+                served = sorted(m["name"] for m in models if m.get("state") == "READY" and is_ensemble(m["name"]))
                 raise UnknownModel(f"model {self.model!r} is not served at {self.url}; served: {', '.join(served)}")
             config = await self._json(self._client.get_model_config, self.model)
         except BaseException:
@@ -210,10 +209,13 @@ class AsyncDetector:
 
     async def detect(self, sources: Source | Iterable[Source]) -> list[ImageResult]:
         """One result per image, in the order given."""
-        images = expand_sources(sources)
-        batches = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
-        done = await asyncio.gather(*map(self.detect_batch, batches))
+        done = await asyncio.gather(*map(self.detect_batch, self.batches(sources)))
         return [result for batch in done for result in batch]
+
+    def batches(self, sources: Source | Iterable[Source]) -> list[list[_Image]]:
+        """The images of the sources, a request's worth (batch_size) at a time."""
+        images = expand_sources(sources)
+        return [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
 
     async def detect_batch(self, images: list[_Image]) -> list[ImageResult]:
         """One request's worth of images (waits for one of the `concurrency` slots)."""

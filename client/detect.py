@@ -14,7 +14,7 @@ from collections import deque
 from typing import Iterable, Iterator
 
 from yolo_triton.client.core import (
-    DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MODEL, AsyncDetector, ImageResult, Source, expand_sources)
+    DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MODEL, AsyncDetector, ImageResult, Source)
 
 
 class Detector:
@@ -62,12 +62,11 @@ class Detector:
 
     def stream(self, sources: Source | Iterable[Source]) -> Iterator[ImageResult]:
         """Results in the order given, as they come: a long run holds only the requests in flight."""
-        images = expand_sources(sources)
-        size, window = self._async.batch_size, deque()
-        for start in range(0, len(images), size):
+        window = deque()
+        for batch in self._async.batches(sources):
             if len(window) > self._async.concurrency:  # keeps every slot busy, reads little ahead
                 yield from window.popleft().result()
-            window.append(self._run(self._async.detect_batch(images[start:start + size])))
+            window.append(self._run(self._async.detect_batch(batch)))
         while window:
             yield from window.popleft().result()
 

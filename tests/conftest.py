@@ -4,6 +4,7 @@ server for the whole session, started on free ports on the CPU path."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics: no update or hub chec
 SHARED_DATA = Path(os.environ.get("YOLO_TEST_DATA", ROOT.parent / "shared" / "data"))
 WEIGHTS_DIR = SHARED_DATA / "weights"
 COCO_IMAGES = SHARED_DATA / "coco128" / "images" / "train2017"
+YOLO_TRITON = Path(sys.executable).parent / "yolo-triton"  # the entry point `make install` puts in the venv
 SERVED = ("yolov11_nano", "yolov11_small", "yolov11_medium", "yolov8_nano", "yolov26_nano", "yolov11_nano_eval")
 
 

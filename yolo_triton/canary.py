@@ -23,7 +23,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from yolo_triton.contract import IMAGE_INPUT, PREPROCESS_MODEL
+from yolo_triton.contract import IMAGE_INPUT, is_ensemble
 
 
 def tiny_jpeg() -> bytes:
@@ -50,8 +50,7 @@ def ensembles(base: str, timeout: float) -> list[str]:
     status, body = _post(f"{base}/v2/repository/index", b"{}", headers, timeout)
     if status != 200:
         raise RuntimeError(f"repository index: HTTP {status}: {body[:200]!r}")
-    return sorted(m["name"] for m in json.loads(body) if m.get("state") == "READY"
-                  and m["name"] != PREPROCESS_MODEL and not m["name"].endswith("_detector"))
+    return sorted(m["name"] for m in json.loads(body) if m.get("state") == "READY" and is_ensemble(m["name"]))
 
 
 def infer(base: str, model: str, image: bytes, timeout: float) -> str | None:

@@ -65,6 +65,12 @@ def letterboxed_images(imgsz: int) -> TensorSpec:
 LETTERBOX_PARAMS = TensorSpec("letterbox", "TYPE_FP32", (6,))
 
 PREPROCESS_MODEL = "preprocess"
+DETECTOR_SUFFIX = "_detector"
+
+
+def is_ensemble(model: str) -> bool:
+    """A model clients call: neither the shared preprocess model nor a variant's detector."""
+    return model != PREPROCESS_MODEL and not model.endswith(DETECTOR_SUFFIX)
 PADDING_VALUE = 114  # grey of Ultralytics' LetterBox
 
 
@@ -90,7 +96,7 @@ class Variant:
 
     @property
     def detector(self) -> str:
-        return f"{self.name}_detector"
+        return f"{self.name}{DETECTOR_SUFFIX}"
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:

@@ -7,7 +7,6 @@ import io
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,11 +15,12 @@ import pytest
 
 from yolo_triton.preprocessing import decode
 
-COMMAND = Path(sys.executable).parent / "yolo-triton"  # the entry point `make install` puts in the venv
+from conftest import YOLO_TRITON
+
 
 
 def yolo_triton(*args):
-    return subprocess.run([str(COMMAND), *map(str, args)], capture_output=True, text=True, timeout=300)
+    return subprocess.run([str(YOLO_TRITON), *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

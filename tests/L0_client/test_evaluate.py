@@ -4,15 +4,12 @@ and the evaluator's scoring reproduces val's own mAP from val's own detections."
 
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 from yolo_triton.client.evaluate import labelled_images, score, ultralytics_val
 
-from conftest import COCO_IMAGES, MATCH_REPORT, weights_of
+from conftest import COCO_IMAGES, MATCH_REPORT, YOLO_TRITON, weights_of
 
 MODEL = "yolov11_nano_eval"
-COMMAND = Path(sys.executable).parent / "yolo-triton"
 
 
 def _numbers(line: str) -> tuple[float, float]:
@@ -21,7 +18,7 @@ def _numbers(line: str) -> tuple[float, float]:
 
 
 def test_served_map_is_ultralytics_val_map(triton):
-    run = subprocess.run([str(COMMAND), "eval", COCO_IMAGES, "--model", MODEL, "--url", triton.grpc_url,
+    run = subprocess.run([str(YOLO_TRITON), "eval", COCO_IMAGES, "--model", MODEL, "--url", triton.grpc_url,
                           "--weights", weights_of(MODEL)], capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     ours, theirs, difference = run.stdout.strip().splitlines()[-3:]

@@ -3,7 +3,6 @@
 models, oversized uploads and a missing server are clean errors; the OpenAPI schema describes it."""
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,13 +13,14 @@ from yolo_triton.client import detect
 from yolo_triton.preprocessing import MAX_IMAGE_BYTES
 from yolo_triton.server import free_ports
 
-COMMAND = Path(sys.executable).parent / "yolo-triton"
+from conftest import YOLO_TRITON
+
 
 
 def start_gateway(triton_url: str, tmp_path: Path):
     (port,) = free_ports(1)
     log = open(tmp_path / f"gateway_{port}.log", "wb")
-    process = subprocess.Popen([str(COMMAND), "gateway", "--port", str(port), "--url", triton_url],
+    process = subprocess.Popen([str(YOLO_TRITON), "gateway", "--port", str(port), "--url", triton_url],
                                stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
