@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from yolo_triton.contract import VARIANTS
@@ -100,9 +99,7 @@ class Reference:
 
             found = ultralytics_val(weights_of(name), todo, name).predictions
             for path in todo:
-                d = found[path.name]
-                done[path] = Detections(np.array([x.box for x in d], np.float32).reshape(-1, 4),
-                                        np.array([x.score for x in d], np.float32), np.array([x.class_id for x in d], int))
+                done[path] = Detections.from_client(found[path.name])
         elif todo:
             v = VARIANTS[name]
             model = YOLO(str(weights_of(name)))

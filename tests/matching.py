@@ -22,6 +22,13 @@ class Detections:
         return cls(b.xyxy.cpu().numpy(), b.conf.cpu().numpy(), b.cls.cpu().numpy().astype(int))
 
     @classmethod
+    def from_client(cls, detections) -> "Detections":
+        """From the client's Detection objects (or their to_dict() form)."""
+        rows = [(d["box"], d["score"], d["class_id"]) if isinstance(d, dict) else (d.box, d.score, d.class_id) for d in detections]
+        boxes, scores, classes = zip(*rows) if rows else ((), (), ())
+        return cls(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32), np.array(classes, int))
+
+    @classmethod
     def from_outputs(cls, num, boxes, scores, classes) -> "Detections":
         n = int(np.asarray(num).reshape(-1)[0])
         return cls(boxes[:n], scores[:n], classes[:n].astype(int))
@@ -69,6 +76,30 @@ class MatchCounts:
     def __str__(self) -> str:
         return (f"{self.matched}/{self.reference} of Ultralytics' detections matched ({100 * self.matched_fraction:.2f}%), "
                 f"{self.ours - self.matched} extra of {self.ours} ours ({100 * self.extra_fraction:.2f}%)")
+
+
+# What two runs of our own graphs on the same pixels guarantee each other (same_detections): the
+# same set of detections, each with the same class, its score within SAME_SCORE_ATOL and every box
+# coordinate within SAME_BOX_ATOL pixels. The order of equal scores is not guaranteed: neither
+# EfficientNMS_TRT's documentation nor ONNX Runtime's TopK fixes it, and it changes across CPUs.
+SAME_SCORE_ATOL = 1e-5
+SAME_BOX_ATOL = 1e-2
+
+
+def unpaired(a: Detections, b: Detections, score_atol: float = SAME_SCORE_ATOL, box_atol: float = SAME_BOX_ATOL) -> int:
+    """How many detections of a and b have no twin in the other (0: the same detections): one-to-one
+    pairs of the same class, scores within score_atol, every box coordinate within box_atol, in any
+    order. A missing or extra detection, another class or a moved box each leave one unpaired."""
+    used = np.zeros(len(b.scores), bool)
+    paired = 0
+    for i in np.argsort(-a.scores, kind="stable"):
+        box_diff = np.abs(b.boxes - a.boxes[i]).max(axis=1)
+        ok = (~used) & (b.classes == a.classes[i]) & (np.abs(b.scores - a.scores[i]) <= score_atol) & (box_diff <= box_atol)
+        if ok.any():
+            candidates = np.flatnonzero(ok)
+            used[candidates[np.argmin(box_diff[candidates])]] = True
+            paired += 1
+    return len(a.scores) + len(b.scores) - 2 * paired
 
 
 def letterboxed_alike(paths, imgsz):
