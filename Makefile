@@ -3,16 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+GPU_INSTALLED := $(VENV)/.gpu-installed
 
 .PHONY: install repository serve test bench bench-input clean
 
-install: $(INSTALLED)
+install: $(INSTALLED) $(GPU_INSTALLED)
 
 $(INSTALLED): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+# where nvidia-smi works, the GPU runtime for its CUDA major (requirements-gpu-cu12.txt / -cu13.txt); else nothing
+$(GPU_INSTALLED): $(INSTALLED) requirements-gpu-cu12.txt requirements-gpu-cu13.txt yolo_triton/gpu_extra.py
+	$(PY) -m yolo_triton.gpu_extra --install --stamp $@
 
 # export the models and write model_repository/ (YOLO_WEIGHTS, YOLO_WEIGHTS_DIR, YOLO_MODELS: see README)
 repository: install

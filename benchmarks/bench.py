@@ -40,30 +40,38 @@ import numpy as np
 from yolo_triton.benchmarks.perf_input import perf_input
 from yolo_triton.contract import VARIANTS, TensorSpec, Variant
 from yolo_triton.preprocessing import CpuPreprocessor
-from yolo_triton.repository import MODEL_SOURCES, ROOT, model_config, write_repository
+from yolo_triton.repository import (GPU_DETECTOR_INSTANCES, GPU_QUEUE_DELAY_US, MODEL_SOURCES, ROOT, TARGETS, model_config,
+                                    onnxruntime_gpu_parameters, write_repository)
 from yolo_triton.server import TritonServer, free_ports, wheel_root
 
 MEASURE_SECONDS = 4.0
 
 
 # --- the classical path's server side: the bare network, same runtime as the detector ----------
-def add_bare_network(repository: Path, v: Variant, weights: str) -> str:
-    """`<model>_bare`: the network alone (FP32 images in, output0 out), run like the detector."""
+def add_bare_network(repository: Path, v: Variant, weights: str, target: str = "onnxruntime-cpu", precision: str = "fp32") -> str:
+    """`<model>_bare`: the network alone (FP32 images in, output0 out), run by the detector's runtime."""
     import onnx  # here, not above: the device imports this module without the export's packages
 
-    from yolo_triton.export.create_onnx import export_network
+    from yolo_triton.export.create_onnx import export_network, network_in_fp16
 
     name = f"{v.name}_bare"
     version = repository / name / "1"
     version.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         network = export_network(weights, v, Path(tmp))  # input `images`, output `output0`
-    onnx.save(network, version / "model.onnx")
+    onnx.save(network_in_fp16(network) if precision == "fp16" else network, version / "model.onnx")
     rows = network.graph.output[0].type.tensor_type.shape.dim
     inputs = (TensorSpec("images", "TYPE_FP32", (3, v.imgsz, v.imgsz)),)
     outputs = (TensorSpec("output0", "TYPE_FP32", tuple(d.dim_value for d in rows[1:])),)
-    (repository / name / "config.pbtxt").write_text(model_config(name, 'backend: "python"', v.max_batch_size, inputs, outputs, v.preferred_batch_sizes))
-    (version / "model.py").write_bytes((MODEL_SOURCES / "onnxruntime_detector.py").read_bytes())
+    t = TARGETS[target]
+    if t.on_gpu:
+        config = model_config(name, t.runtime, v.max_batch_size, inputs, outputs, v.preferred_batch_sizes, kind="KIND_GPU",
+                              parameters=onnxruntime_gpu_parameters(v.max_batch_size), instances=GPU_DETECTOR_INSTANCES,
+                              queue_delay_us=GPU_QUEUE_DELAY_US)
+    else:
+        config = model_config(name, t.runtime, v.max_batch_size, inputs, outputs, v.preferred_batch_sizes)
+    (repository / name / "config.pbtxt").write_text(config)
+    (version / "model.py").write_bytes((MODEL_SOURCES / t.source).read_bytes())
     return name
 
 
@@ -173,10 +181,12 @@ def perf_analyzer_binary() -> tuple[str, dict]:
     return str(Path(sys.executable).parent / "perf_analyzer"), {**os.environ, "LD_LIBRARY_PATH": f"{libs}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
 
 
-def perf_analyzer(url: str, model: str, input_json: Path, concurrency: int, shapes: list[str], work: Path) -> tuple[dict, str]:
+def perf_analyzer(url: str, model: str, input_json: Path, concurrency: int, shapes: list[str], work: Path,
+                  extra: tuple[str, ...] = ()) -> tuple[dict, str]:
+    """One concurrency level; extra: more perf_analyzer arguments (e.g. --shared-memory=cuda)."""
     binary, env = perf_analyzer_binary()
     report = work / f"pa_{model}_{concurrency}.csv"
-    command = [binary, "-m", model, "-u", url, "-i", "grpc", f"--input-data={input_json}",
+    command = [binary, "-m", model, "-u", url, "-i", "grpc", f"--input-data={input_json}", *extra,
                *[f"--shape={s}" for s in shapes], f"--concurrency-range={concurrency}:{concurrency}",
                f"--measurement-interval={int(MEASURE_SECONDS * 1000)}", "--stability-percentage=50", "--max-trials=8",
                "-f", str(report)]

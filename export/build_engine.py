@@ -5,6 +5,11 @@ the plan: plans are specific to a GPU model and a TensorRT version. The plan is 
 `builder.build_serialized_network` returns it: Triton's tensorrt_plan loads exactly that (the
 metadata header Ultralytics puts in front of its .engine files is why those fail in Triton).
 
+The network is strongly typed: every layer runs in the type the ONNX graph gives it, so an FP16
+graph (create_onnx.py --precision fp16) builds an FP16 engine whose NMS and box mapping stay FP32,
+and an FP32 graph an FP32 engine. No precision flags: TensorRT 10 refuses them on a strongly typed
+network, and TensorRT 11 removes them.
+
     python export/build_engine.py --onnx model.onnx --variant yolov11_nano -o model.plan [--timing-cache cache.bin]
 """
 
@@ -14,7 +19,6 @@ import argparse
 from pathlib import Path
 
 from yolo_triton.contract import VARIANTS, Variant
-from yolo_triton.export.create_onnx import BOX_MAPPING_SCOPE
 
 WORKSPACE_BYTES = 4 << 30
 
@@ -26,14 +30,13 @@ def optimisation_profile(variant: Variant) -> dict[str, tuple[tuple[int, ...], t
     return {s.name: ((1, *s.dims), (opt, *s.dims), (variant.max_batch_size, *s.dims)) for s in variant.detector_inputs}
 
 
-def build_engine(onnx_path: str | Path, plan_path: str | Path, variant: Variant, fp16: bool = True,
-                 timing_cache: str | Path | None = None) -> Path:
+def build_engine(onnx_path: str | Path, plan_path: str | Path, variant: Variant, timing_cache: str | Path | None = None) -> Path:
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")  # registers EfficientNMS_TRT
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch (the only mode of TensorRT 10)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -41,16 +44,6 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, variant: Variant,
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-        # boxes are mapped back to original pixels (up to thousands) in FP32: FP16 would be off by pixels
-        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
-        for i in range(network.num_layers):
-            layer = network.get_layer(i)
-            if layer.name.startswith(BOX_MAPPING_SCOPE) and layer.get_output(0).dtype == trt.float32:
-                layer.precision = trt.float32
-                layer.set_output_type(0, trt.float32)
-
     profile = builder.create_optimization_profile()
     for name, (smallest, typical, largest) in optimisation_profile(variant).items():
         profile.set_shape(name, smallest, typical, largest)
@@ -83,9 +76,8 @@ def main():
     parser.add_argument("--variant", required=True, choices=sorted(VARIANTS))
     parser.add_argument("-o", "--output", required=True, help="where to write the plan (model.plan)")
     parser.add_argument("--timing-cache", help="read and updated, so later builds on this GPU are faster")
-    parser.add_argument("--fp32", action="store_true", help="no FP16")
     args = parser.parse_args()
-    print(build_engine(args.onnx, args.output, VARIANTS[args.variant], not args.fp32, args.timing_cache))
+    print(build_engine(args.onnx, args.output, VARIANTS[args.variant], args.timing_cache))
 
 
 if __name__ == "__main__":

@@ -12,10 +12,14 @@ TensorRT's detectron2 sample:
     -> num_dets INT32 [B,1], det_boxes FP32 [B,K,4], det_scores FP32 [B,K], det_classes INT32 [B,K]
 
 Two NMS flavours, one code path around them:
-  onnx          the standard NonMaxSuppression op (ONNX Runtime on the CPU, or TensorRT's INMSLayer)
+  onnx          the standard NonMaxSuppression op (ONNX Runtime on CPU or GPU, or TensorRT's
+                INMSLayer); per class as one group, boxes offset by class (see _onnx_nms)
   efficient_nms TensorRT's EfficientNMS_TRT plugin (deprecated since TensorRT 10.12, still shipped)
 
-    python export/create_onnx.py --weights yolo11n.pt --variant yolov11_nano --nms onnx -o model.onnx
+Precision fp32 or fp16 (the network's weights and arithmetic; UINT8 in, NMS and box mapping FP32).
+TensorRT builds the graph strongly typed: the precision is the graph's (build_engine.py).
+
+    python export/create_onnx.py --weights yolo11n.pt --variant yolov11_nano --nms onnx [--precision fp16] -o model.onnx
 """
 
 from __future__ import annotations
@@ -33,12 +37,13 @@ import onnx_graphsurgeon as gs
 from yolo_triton.contract import LETTERBOX_PARAMS, VARIANTS, Variant, letterboxed_images
 
 NMS_FLAVOURS = ("onnx", "efficient_nms")
+PRECISIONS = ("fp32", "fp16")  # of the network; NMS and box mapping are FP32 in both
 OPSET = 17  # parsed by TensorRT 8.6+ and ONNX Runtime alike
 IR_VERSION = 8  # the IR of opset 17; newer onnx packages write IRs that older runtimes refuse
 # TensorRT's parser finds a plugin by op type whatever the domain; a domain of its own keeps the
 # node apart from the standard ops for onnx.checker and ONNX Runtime custom-op bindings.
 PLUGIN_DOMAIN = "TRT"
-# names of the nodes mapping boxes to original pixels; build_engine.py keeps them in FP32
+# names of the nodes mapping boxes to original pixels (FP32 in both precisions; the tests check)
 BOX_MAPPING_SCOPE = "box_mapping/"
 
 
@@ -112,32 +117,64 @@ def _decode_head(b: _Builder, v: Variant, output0: gs.Variable):
     return boxes, candidates, b.op("Squeeze", [best, axis2]), b.op("Squeeze", [best_class, axis2])
 
 
+# Boxes of class c are moved by c x CLASS_OFFSET before a one-group NMS, so boxes of different
+# classes never overlap: per-class NMS in one group (Ultralytics' NMS does the same, with 7680).
+CLASS_OFFSET = 7680.0
+
+
 def _onnx_nms(b: _Builder, v: Variant, boxes, candidates, best, best_class):
-    """Standard NonMaxSuppression, then the top K of each image, as EfficientNMS_TRT returns them."""
-    k = v.max_detections
+    """Standard NonMaxSuppression, then the top K of each image, as EfficientNMS_TRT returns them.
+
+    Best-class variants (and class-agnostic ones) run NMS as one group, scores [B, 1, N]: ONNX
+    Runtime's CUDA kernel loops over batch x group on the host, so 80 groups cost 80 round trips
+    per image. Multi-label (eval) variants keep one group per class, scores [B, C, N]: an anchor may
+    be a candidate in several classes, which one group of N boxes cannot hold."""
+    if v.multi_label and not v.class_agnostic:
+        return _per_class_nms(b, v, boxes, candidates)
+    nms_boxes = boxes
+    if not v.class_agnostic:
+        offset = b.op("Mul", [b.op("Cast", [best_class], to=onnx.TensorProto.FLOAT), b.const("class_offset", np.float32(CLASS_OFFSET))])
+        nms_boxes = b.op("Add", [boxes, b.op("Unsqueeze", [offset, b.const("axis2_offset", np.array([2], dtype=np.int64))])])
+    nms_scores = b.op("Unsqueeze", [best, b.const("axis1", np.array([1], dtype=np.int64))])  # [B, 1, N]
+    selected = _nms_node(b, v, nms_boxes, nms_scores)  # [M, 3]: (batch, 0, anchor)
+    batch_anchor = b.op("Gather", [selected, b.const("batch_anchor_cols", np.array([0, 2], dtype=np.int64))], axis=1)
+    kept_scores = b.op("GatherND", [best, batch_anchor])  # [M]
+    # Scatter the survivors into a dense [B, N] map (each anchor once), then take each image's top K
+    zeros = b.op("ConstantOfShape", [b.op("Shape", [best])], value=_ZERO)
+    dense = b.op("ScatterND", [zeros, batch_anchor, kept_scores])
+    top_scores, top_anchor = b.op("TopK", [dense, b.const("k", np.array([v.max_detections], dtype=np.int64))], outputs=2, axis=1)
+    top_class = b.op("GatherElements", [best_class, top_anchor], axis=1)
+    return _top_detections(b, boxes, top_scores, top_anchor, top_class)
+
+
+def _per_class_nms(b: _Builder, v: Variant, boxes, candidates):
+    """One NMS group per class: every (anchor, class) pair above conf is a candidate."""
     by_class = b.op("Transpose", [candidates], perm=[0, 2, 1])  # [B, C, N]
-    if v.class_agnostic:  # one group: the best score of each anchor
-        nms_scores = b.op("Unsqueeze", [best, b.const("axis1", np.array([1], dtype=np.int64))])  # [B,1,N]
-    else:
-        nms_scores = by_class
-    selected = b.op("NonMaxSuppression", [
-        boxes, nms_scores,
-        b.const("max_output_boxes_per_class", np.array([k], dtype=np.int64)),
-        b.const("iou_threshold", np.array([v.iou], dtype=np.float32)),
-        b.const("score_threshold", np.array([v.conf], dtype=np.float32)),
-    ], center_point_box=0)  # [M, 3]: (batch, class, anchor); class 0 when agnostic
-    if v.class_agnostic:  # the anchor's best class in place of the single group
-        batch_anchor = b.op("Gather", [selected, b.const("batch_anchor_cols", np.array([0, 2], dtype=np.int64))], axis=1)
-        cls = b.op("Unsqueeze", [b.op("GatherND", [best_class, batch_anchor]), b.const("axis1_cls", np.array([1], dtype=np.int64))])
-        selected = b.op("Concat", [b.slice(selected, 0, 1, axis=1), cls, b.slice(selected, 2, 3, axis=1)], axis=1)
+    selected = _nms_node(b, v, boxes, by_class)  # [M, 3]: (batch, class, anchor)
     kept_scores = b.op("GatherND", [by_class, selected])  # [M]
     # Scatter the survivors into a dense [B, C*N] map, then take each image's top K: sorted by
     # score, like EfficientNMS_TRT; the flat index is class * N + anchor.
-    zeros = b.op("ConstantOfShape", [b.op("Shape", [by_class])], value=onnx.helper.make_tensor("z", onnx.TensorProto.FLOAT, [1], [0.0]))
+    zeros = b.op("ConstantOfShape", [b.op("Shape", [by_class])], value=_ZERO)
     dense = b.op("Reshape", [b.op("ScatterND", [zeros, selected, kept_scores]), b.const("flat", np.array([0, -1], dtype=np.int64))])
-    top_scores, top_index = b.op("TopK", [dense, b.const("k", np.array([k], dtype=np.int64))], outputs=2, axis=1)
+    top_scores, top_index = b.op("TopK", [dense, b.const("k", np.array([v.max_detections], dtype=np.int64))], outputs=2, axis=1)
     anchors = b.op("Shape", [boxes], start=1, end=2)  # N
-    top_anchor, top_class = b.op("Mod", [top_index, anchors]), b.op("Div", [top_index, anchors])
+    return _top_detections(b, boxes, top_scores, b.op("Mod", [top_index, anchors]), b.op("Div", [top_index, anchors]))
+
+
+_ZERO = onnx.helper.make_tensor("z", onnx.TensorProto.FLOAT, [1], [0.0])
+
+
+def _nms_node(b: _Builder, v: Variant, boxes, scores):
+    return b.op("NonMaxSuppression", [
+        boxes, scores,
+        b.const("max_output_boxes_per_class", np.array([v.max_detections], dtype=np.int64)),
+        b.const("iou_threshold", np.array([v.iou], dtype=np.float32)),
+        b.const("score_threshold", np.array([v.conf], dtype=np.float32)),
+    ], center_point_box=0)
+
+
+def _top_detections(b: _Builder, boxes, top_scores, top_anchor, top_class):
+    """num [B, 1] (scores above 0), boxes [B, K, 4], scores [B, K], classes INT32 [B, K]."""
     num = b.op("ReduceSum", [b.op("Cast", [b.op("Greater", [top_scores, b.const("zero_f", np.float32(0))])], to=onnx.TensorProto.INT32),
                              b.const("axis1_sum", np.array([1], dtype=np.int64))], keepdims=1)  # [B, 1]
     anchor_idx = b.op("Unsqueeze", [top_anchor, b.const("axis2_idx", np.array([2], dtype=np.int64))])  # [B, K, 1]
@@ -199,11 +236,22 @@ def _to_original_pixels(b: _Builder, v: Variant, letterbox, num, boxes, scores, 
     )
 
 
-def build_detector_graph(network: onnx.ModelProto, variant: Variant, nms: str) -> onnx.ModelProto:
-    """Wrap Ultralytics' network graph into the detector graph of the contract."""
+def network_in_fp16(network: onnx.ModelProto) -> onnx.ModelProto:
+    """The network with FP16 weights and arithmetic, FP32 in and out (keep_io_types), so the
+    normalisation before it and the NMS and box mapping after it stay FP32."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(network, keep_io_types=True)
+
+
+def build_detector_graph(network: onnx.ModelProto, variant: Variant, nms: str, precision: str = "fp32") -> onnx.ModelProto:
+    """Wrap Ultralytics' network graph into the detector graph of the contract; precision "fp16"
+    runs the network (not the NMS or the box mapping) in FP16."""
     if nms not in _NMS:
         raise ValueError(f"nms must be one of {NMS_FLAVOURS}, not {nms!r}")
-    graph = gs.import_onnx(network)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    graph = gs.import_onnx(network_in_fp16(network) if precision == "fp16" else network)
     b = _Builder(graph)
     net_in, output0 = graph.inputs[0], graph.outputs[0]
     expected_rows = (None, 6) if variant.nms_free else (4 + variant.num_classes, None)
@@ -239,12 +287,12 @@ def build_detector_graph(network: onnx.ModelProto, variant: Variant, nms: str) -
     return model
 
 
-def create_onnx(weights: str | Path, variant: Variant, nms: str, output: str | Path) -> Path:
+def create_onnx(weights: str | Path, variant: Variant, nms: str, output: str | Path, precision: str = "fp32") -> Path:
     """Export `weights` with Ultralytics and write the detector graph of `variant` to `output`."""
     output = Path(output)
     with tempfile.TemporaryDirectory() as tmp:
         network = export_network(weights, variant, Path(tmp))
-    model = build_detector_graph(network, variant, nms)
+    model = build_detector_graph(network, variant, nms, precision)
     onnx.checker.check_model(model)
     output.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, output)
@@ -256,9 +304,10 @@ def main():
     parser.add_argument("--weights", required=True, help="Ultralytics .pt file (or a name Ultralytics can download)")
     parser.add_argument("--variant", required=True, choices=sorted(VARIANTS), help="row of the variant table")
     parser.add_argument("--nms", default="onnx", choices=NMS_FLAVOURS)
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="of the network (NMS and box mapping: FP32)")
     parser.add_argument("-o", "--output", required=True, help="where to write the .onnx")
     args = parser.parse_args()
-    print(create_onnx(args.weights, VARIANTS[args.variant], args.nms, args.output))
+    print(create_onnx(args.weights, VARIANTS[args.variant], args.nms, args.output, args.precision))
 
 
 if __name__ == "__main__":

@@ -2,14 +2,15 @@
 
 For each chosen variant it writes three models, all configs generated from contract.py:
 
-    preprocess              Python: encoded bytes -> letterboxed UINT8 + letterbox params (shared)
+    preprocess              Python: encoded bytes -> letterboxed UINT8 + letterbox params (shared);
+                            on the GPU (nvImageCodec + CuPy) for every GPU target, else OpenCV
     <variant>_detector      the graph of export/create_onnx.py (NMS and box mapping inside), run by
-                            target "onnxruntime" (CPU): a Python model with ONNX Runtime, or
-                            target "tensorrt" (GPU): a TensorRT plan built here by build_engine.py
+                            the target (TARGETS below)
     <variant>               ensemble: image -> preprocess -> detector -> num_dets, det_boxes, ...
 
-    python -m yolo_triton.repository [--out model_repository] [--target onnxruntime|tensorrt]
-    (weights: see resolve_weights; YOLO_PREPROCESS_DEVICE=auto|gpu|cpu: where preprocess runs)
+    python -m yolo_triton.repository [--out model_repository] [--target auto|onnxruntime-gpu|...]
+    (weights: see resolve_weights; target "auto": see auto_target, YOLO_DEVICE=auto|gpu|cpu;
+     YOLO_PRECISION=fp16|fp32 overrides the target's precision of the network)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from yolo_triton import contract
@@ -37,41 +39,144 @@ def _tensor_list(kind: str, specs: tuple[TensorSpec, ...]) -> str:
 
 
 def model_config(name: str, runtime: str, max_batch_size: int, inputs, outputs, preferred: tuple[int, ...],
-                 kind: str = "KIND_CPU", parameters: dict[str, str] | None = None) -> str:
+                 kind: str = "KIND_CPU", parameters: dict[str, str] | None = None, instances: int = 1,
+                 queue_delay_us: int = QUEUE_DELAY_US, extra: str = "") -> str:
     params = "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in (parameters or {}).items())
     return (
         f'name: "{name}"\n{runtime}\nmax_batch_size: {max_batch_size}\n'
         + _tensor_list("input", inputs) + _tensor_list("output", outputs)
-        + f"dynamic_batching {{ preferred_batch_size: [ {', '.join(map(str, preferred))} ] max_queue_delay_microseconds: {QUEUE_DELAY_US}"
+        + f"dynamic_batching {{ preferred_batch_size: [ {', '.join(map(str, preferred))} ] max_queue_delay_microseconds: {queue_delay_us}"
         + f" default_queue_policy {{ max_queue_size: {QUEUE_BATCHES * max_batch_size} }} }}\n"
-        + f"instance_group [ {{ kind: {kind} count: 1 }} ]\n" + params
+        + f"instance_group [ {{ kind: {kind} count: {instances} }} ]\n" + params + extra
     )
 
 
 PYTHON = 'backend: "python"'
-TARGETS = ("onnxruntime", "tensorrt")
-PREPROCESS_DEVICES = ("auto", "gpu", "cpu")
 
 
-def preprocess_config(variants: list[Variant], target: str = "onnxruntime", device: str = "auto") -> str:
-    """device: where preprocess decodes and letterboxes ("auto": the GPU when it can)."""
+@dataclass(frozen=True)
+class Target:
+    """How the detector runs; the ensemble, its contract and the graph's semantics are the same for all."""
+
+    name: str
+    on_gpu: bool
+    runtime: str  # the config's backend or platform line
+    nms: str  # the NMS flavour of the exported graph (create_onnx.NMS_FLAVOURS)
+    precision: str  # of the network (create_onnx.PRECISIONS); YOLO_PRECISION overrides
+    source: str | None  # the Python model copied to <detector>/1/model.py, if any
+    description: str
+
+
+TARGETS: dict[str, Target] = {t.name: t for t in (
+    Target("onnxruntime-cpu", False, PYTHON, "onnx", "fp32", "onnxruntime_detector.py",
+           "ONNX Runtime on the CPU in a Python model: any machine (make serve, CI)"),
+    Target("onnxruntime-gpu", True, PYTHON, "onnx", "fp16", "onnxruntime_gpu_detector.py",
+           "ONNX Runtime GPU in a Python model, input by IO binding from GPU memory: any CUDA GPU with pip (make serve)"),
+    Target("tensorrt", True, 'platform: "tensorrt_plan"', "efficient_nms", "fp16", None,
+           "a TensorRT plan built here by build_engine.py: NVIDIA's containers"),
+    Target("onnxruntime-backend", True, 'backend: "onnxruntime"', "onnx", "fp32", None,
+           "Triton's own ONNX Runtime backend on the GPU, TensorRT inside ONNX Runtime where it can:"
+           " NVIDIA's containers, when no plan can be built"),
+)}
+DEVICES = ("auto", "gpu", "cpu")
+
+# GPU targets, from perf_analyzer runs on an H100 (benchmarks/RESULTS.md, "GPU serving settings"):
+GPU_PREPROCESS_INSTANCES = 4  # preprocess alone at 256 in flight: 1,282 images/s with 2, 2,069 with 4
+GPU_DETECTOR_INSTANCES = 1  # detector alone at 256: 972 images/s with 1, 883 with 2 (they share the GPU)
+GPU_PREFER_NHWC = "0"  # ONNX Runtime's NHWC convolutions, FP16 graph at batch 128: 1,442 images/s, NCHW 1,804
+GPU_QUEUE_DELAY_US = 0  # an instance that is free takes what is queued; under load batches form while it works
+
+
+def onnxruntime_batch_sizes(max_batch_size: int) -> tuple[int, ...]:
+    """The batch sizes onnxruntime-gpu keeps a session for (an execution is padded up to the next):
+    powers of two, and the maximum; at most half of a padded batch is padding."""
+    sizes = [1]
+    while sizes[-1] * 2 < max_batch_size:
+        sizes.append(sizes[-1] * 2)
+    return (*sizes, max_batch_size) if max_batch_size > 1 else (1,)
+
+
+def onnxruntime_gpu_parameters(max_batch_size: int) -> dict[str, str]:
+    """The config parameters of a model run by onnxruntime_gpu_detector.py: inputs wherever they
+    are (GPU memory from preprocess), and its batch sizes."""
+    return {"FORCE_CPU_ONLY_INPUT_TENSORS": "no", "batch_sizes": ",".join(map(str, onnxruntime_batch_sizes(max_batch_size))),
+            "prefer_nhwc": GPU_PREFER_NHWC}
+
+
+def preprocess_config(variants: list[Variant], target: str = "onnxruntime-cpu") -> str:
     sizes = {v.imgsz for v in variants}
     if len(sizes) != 1:
         raise ValueError(f"one preprocess model serves one input size; the variants ask for {sorted(sizes)}")
     imgsz = sizes.pop()
     max_batch = max(v.max_batch_size for v in variants)
     preferred = tuple(sorted({b for v in variants for b in v.preferred_batch_sizes}))
-    if device not in PREPROCESS_DEVICES:
-        raise ValueError(f"preprocess device must be one of {PREPROCESS_DEVICES}, not {device!r}")
+    if TARGETS[target].on_gpu:
+        return model_config(PREPROCESS_MODEL, PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
+                            kind="KIND_GPU", parameters={"imgsz": str(imgsz), "device": "gpu"},
+                            instances=GPU_PREPROCESS_INSTANCES, queue_delay_us=GPU_QUEUE_DELAY_US)
     return model_config(PREPROCESS_MODEL, PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
-                        kind="KIND_GPU" if target == "tensorrt" else "KIND_CPU", parameters={"imgsz": str(imgsz), "device": device})
+                        parameters={"imgsz": str(imgsz), "device": "cpu"})
 
 
-def detector_config(v: Variant, target: str = "onnxruntime") -> str:
-    if target == "tensorrt":
-        return model_config(v.detector, 'platform: "tensorrt_plan"', v.max_batch_size, v.detector_inputs, v.outputs,
-                            v.preferred_batch_sizes, kind="KIND_GPU")
-    return model_config(v.detector, PYTHON, v.max_batch_size, v.detector_inputs, v.outputs, v.preferred_batch_sizes)
+def detector_config(v: Variant, target: str = "onnxruntime-cpu") -> str:
+    t = TARGETS[target]
+    if not t.on_gpu:
+        return model_config(v.detector, t.runtime, v.max_batch_size, v.detector_inputs, v.outputs, v.preferred_batch_sizes)
+    parameters, extra = None, ""
+    if t.name == "onnxruntime-gpu":
+        parameters = onnxruntime_gpu_parameters(v.max_batch_size)
+    if t.name == "onnxruntime-backend":
+        # Triton's onnxruntime backend (NGC 24.10: ONNX Runtime 1.19.2, TensorRT 10.5). It cannot pad
+        # a batch, so each execution has its own batch size. The TensorRT execution accelerator:
+        # - FP32 graph, precision_mode FP32 (TensorRT still uses TF32 for convolutions): with FP16
+        #   allowed TensorRT may run any layer in FP16, and the class offset before NMS (class x 7680)
+        #   exceeds FP16's 65504;
+        # - no explicit trt_profile_* shapes: TensorRT's ONNX parser leaves NonMaxSuppression to ONNX
+        #   Runtime, and ONNX Runtime refuses explicit profiles unless every dynamic input of every
+        #   TensorRT part (those after NMS too) has one. The profile grows to the batch sizes seen,
+        #   rebuilding the engine each time it grows: model_warmup runs batch 1 and the max batch at
+        #   load, so serving starts with one profile 1..max and never rebuilds;
+        # - trt_min_subgraph_size 100: only the network (260+ nodes) goes to TensorRT; the ~20 nodes
+        #   after NMS, whose shapes follow the number of detections, stay on the CUDA provider;
+        # - no engine cache: the cache names engines by node names, not weights (variants of one
+        #   architecture, or new weights for a variant, would load a stale engine); the engine is
+        #   built at each load, the timing cache in /tmp (writable in compose and the chart) speeds it.
+        # cudnn_conv_algo_search 1 (HEURISTIC): for convolutions left to the CUDA provider, whose
+        # default (EXHAUSTIVE) searches again on every new batch shape (seconds each).
+        parameters = {"cudnn_conv_algo_search": "1"}
+        trt = {"precision_mode": "FP32", "trt_min_subgraph_size": "100",
+               "trt_timing_cache_enable": "1", "trt_timing_cache_path": "/tmp"}
+        extra = ('optimization { execution_accelerators { gpu_execution_accelerator: [ { name: "tensorrt" '
+                 + " ".join(f'parameters {{ key: "{k}" value: "{val}" }}' for k, val in trt.items()) + " } ] } }\n")
+        warm = [(b, " ".join(
+            f'inputs {{ key: "{s.name}" value: {{ data_type: {s.data_type} dims: [ {", ".join(map(str, s.dims))} ] zero_data: true }} }}'
+            for s in v.detector_inputs)) for b in sorted({1, v.max_batch_size})]
+        extra += "model_warmup [\n" + ",\n".join(f'  {{ name: "batch_{b}" batch_size: {b} {ins} }}' for b, ins in warm) + "\n]\n"
+    return model_config(v.detector, t.runtime, v.max_batch_size, v.detector_inputs, v.outputs, v.preferred_batch_sizes,
+                        kind="KIND_GPU", parameters=parameters, instances=GPU_DETECTOR_INSTANCES, queue_delay_us=GPU_QUEUE_DELAY_US,
+                        extra=extra)
+
+
+def gpu_runtime_available() -> bool:
+    """CuPy, nvImageCodec and ONNX Runtime's CUDA provider importable here, and a CUDA GPU."""
+    try:
+        import cupy
+        import onnxruntime
+        from nvidia import nvimgcodec  # noqa: F401
+
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers() and cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def auto_target(device: str = "auto") -> str:
+    """YOLO_DEVICE: "gpu" or "cpu" force a side; "auto" serves on the GPU when its runtime is here."""
+    if device not in DEVICES:
+        raise ValueError(f"YOLO_DEVICE must be one of {DEVICES}, not {device!r}")
+    if device == "gpu" and not gpu_runtime_available():
+        raise RuntimeError("YOLO_DEVICE=gpu, but CuPy, nvImageCodec, ONNX Runtime GPU or a CUDA GPU is missing here")
+    on_gpu = device == "gpu" or (device == "auto" and gpu_runtime_available())
+    return "onnxruntime-gpu" if on_gpu else "onnxruntime-cpu"
 
 
 def ensemble_config(v: Variant) -> str:
@@ -125,9 +230,9 @@ def resolve_weights(env: dict[str, str] | None = None) -> dict[str, str]:
     return {n: VARIANTS[n].weights for n in (names or contract.DEFAULT_VARIANTS)}
 
 
-def _export_key(v: Variant, weights: str, target: str) -> str:
-    """Changes whenever the weights, the variant row, the target or the export code change."""
-    h = hashlib.sha256(repr((v, target)).encode())
+def _export_key(v: Variant, weights: str, target: Target, precision: str) -> str:
+    """Changes whenever the weights, the variant row, the target, the precision or the export code change."""
+    h = hashlib.sha256(repr((v, target, precision)).encode())
     for f in (Path(weights), ROOT / "export" / "create_onnx.py", ROOT / "yolo_triton" / "contract.py"):
         if f.is_file():
             h.update(f.read_bytes())
@@ -139,13 +244,18 @@ def _gpu_name() -> str:
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-def write_repository(out: Path, weights: dict[str, str], target: str = "onnxruntime", preprocess_device: str = "auto") -> Path:
+def write_repository(out: Path, weights: dict[str, str], target: str = "onnxruntime-cpu", precision: str | None = None) -> Path:
     """Write the repository for the variants in `weights`; exports (and engine builds) are redone
-    only when stale: a plan also when the GPU model or the TensorRT version changes."""
-    from yolo_triton.export.create_onnx import create_onnx
+    only when stale: a plan also when the GPU model or the TensorRT version changes. precision:
+    of the network, the target's own when None."""
+    from yolo_triton.export.create_onnx import PRECISIONS, create_onnx
 
     if target not in TARGETS:
-        raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+        raise ValueError(f"target must be one of {tuple(TARGETS)}, not {target!r}")
+    t = TARGETS[target]
+    precision = precision or t.precision
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
 
     out = Path(out)
     variants = [VARIANTS[n] for n in weights]
@@ -159,42 +269,49 @@ def write_repository(out: Path, weights: dict[str, str], target: str = "onnxrunt
         version = out / name / "1"
         version.mkdir(parents=True, exist_ok=True)
         (out / name / "config.pbtxt").write_text(config)
+        (version / "model.py").unlink(missing_ok=True)
         if source:
             shutil.copy(MODEL_SOURCES / source, version / "model.py")
         return version
 
-    model(PREPROCESS_MODEL, preprocess_config(variants, target, preprocess_device), "preprocess.py")
+    model(PREPROCESS_MODEL, preprocess_config(variants, target), "preprocess.py")
     for v in variants:
-        source = "onnxruntime_detector.py" if target == "onnxruntime" else None
-        version = model(v.detector, detector_config(v, target), source)
+        version = model(v.detector, detector_config(v, target), t.source)
         model(v.name, ensemble_config(v))
-        key = _export_key(v, weights[v.name], target)
-        if target == "onnxruntime":
-            product = version / "model.onnx"
-        else:  # the plan, built from the EfficientNMS graph, which stays beside it for inspection
+        key = _export_key(v, weights[v.name], t, precision)
+        if t.name == "tensorrt":  # the plan, built from the EfficientNMS graph, which stays beside it for inspection
             from yolo_triton.export.build_engine import build_engine, tensorrt_version
 
             key += f" {_gpu_name()} TensorRT {tensorrt_version()}"
             product = version / "model.plan"
+        else:
+            product = version / "model.onnx"
         stamp = product.with_name(product.name + ".key")
         if product.exists() and stamp.exists() and stamp.read_text() == key:
             continue
-        if target == "onnxruntime":
-            create_onnx(weights[v.name], v, "onnx", product)
-        else:
-            graph = create_onnx(weights[v.name], v, "efficient_nms", version / "model.onnx")
+        graph = create_onnx(weights[v.name], v, t.nms, version / "model.onnx", precision)
+        if t.name == "tensorrt":
             build_engine(graph, product, v, timing_cache=out / "timing.cache")
         stamp.write_text(key)
     return out
 
 
+def choose_target(requested: str = "auto", env: dict[str, str] | None = None) -> str:
+    """--target auto: onnxruntime-gpu or onnxruntime-cpu by YOLO_DEVICE (auto_target)."""
+    env = os.environ if env is None else env
+    return auto_target(env.get("YOLO_DEVICE", "auto")) if requested == "auto" else requested
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--target", choices=TARGETS, default="onnxruntime", help="detector runtime: CPU or TensorRT")
+    parser.add_argument("--target", choices=("auto", *TARGETS), default="auto",
+                        help="detector runtime; auto: onnxruntime-gpu where a GPU and its runtime are, else onnxruntime-cpu"
+                             " (YOLO_DEVICE=gpu|cpu forces one). " + "; ".join(f"{t.name}: {t.description}" for t in TARGETS.values()))
     args = parser.parse_args()
-    device = os.environ.get("YOLO_PREPROCESS_DEVICE", "auto")
-    print(write_repository(args.out, resolve_weights(), args.target, device))
+    target = choose_target(args.target)
+    print(f"target {target}: {TARGETS[target].description}", flush=True)
+    print(write_repository(args.out, resolve_weights(), target, os.environ.get("YOLO_PRECISION") or None))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`make serve`: build the model repository and serve it on 127.0.0.1 until Ctrl-C.
 
     python -m yolo_triton.serve   (weights from YOLO_WEIGHTS / YOLO_WEIGHTS_DIR / YOLO_MODELS,
-                                   see yolo_triton.repository.resolve_weights)
+                                   see yolo_triton.repository.resolve_weights; all on the GPU where
+                                   one and its runtime are, else the CPU: YOLO_DEVICE=gpu|cpu forces)
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import signal
 import threading
 from pathlib import Path
 
-from yolo_triton.repository import DEFAULT_OUT, ROOT, resolve_weights, write_repository
-from yolo_triton.server import TritonServer
+from yolo_triton.repository import DEFAULT_OUT, ROOT, TARGETS, choose_target, resolve_weights, write_repository
+from yolo_triton.server import TritonServer, gpu_server_args
 
 FIRST_REQUEST = """\
 Serving {models} on 127.0.0.1 (HTTP {http}, gRPC {grpc}, metrics {metrics}). Ctrl-C stops it.
@@ -33,9 +34,13 @@ def main():
     args = parser.parse_args()
 
     weights = resolve_weights()
+    target = choose_target()
+    print(f"Serving on the {'GPU' if TARGETS[target].on_gpu else 'CPU'}: detector target {target} "
+          f"({TARGETS[target].description}).", flush=True)
     print(f"Exporting and writing the model repository for {', '.join(weights)} ...", flush=True)
-    repository = write_repository(args.repository, weights, preprocess_device=os.environ.get("YOLO_PREPROCESS_DEVICE", "auto"))
-    server = TritonServer(repository, ROOT / "build", args.http_port, args.grpc_port, args.metrics_port)
+    repository = write_repository(args.repository, weights, target, os.environ.get("YOLO_PRECISION") or None)
+    server = TritonServer(repository, ROOT / "build", args.http_port, args.grpc_port, args.metrics_port,
+                          extra_args=gpu_server_args() if TARGETS[target].on_gpu else ())
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -10,11 +10,13 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -54,13 +56,22 @@ def backend_directory(build_dir: Path) -> Path:
 
 
 def server_environment() -> dict[str, str]:
-    """PATH with this interpreter first (for the stub), and the wheel's bundled libraries."""
+    """PATH with this interpreter first (for the stub), the wheel's bundled libraries, and the pip CUDA
+    libraries of this environment."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     libs = [str(wheel_root() / "nvidia_pytriton.libs")]
     base_lib = Path(sys.base_prefix) / "lib"
     if any(base_lib.glob("libpython3*.so*")):  # the stub then embeds the very Python of this env
         libs.append(str(base_lib))
+    # The CUDA libraries of the pip wheels (requirements-gpu-cu*.txt, PyTorch's) are loaded by soname, and
+    # the GPU models' CuPy (NVRTC) and ONNX Runtime (CUDA provider) find them only on the library path.
+    # The per-library folders (CUDA 12's layout, nvidia/<library>/lib) come before CUDA 13's single
+    # nvidia/cu13/lib: where both are installed (a CUDA 12 driver; PyTorch brings CUDA 13), a soname that
+    # both ship (libcurand.so.10) must be CUDA 12's. Only folders that exist; none loads on the CPU path.
+    nvidia = Path(sysconfig.get_paths()["platlib"]) / "nvidia"
+    folders = [p for p in nvidia.glob("*/lib") if p.is_dir()] if nvidia.is_dir() else []
+    libs += [str(p) for p in sorted(folders, key=lambda p: (re.fullmatch(r"cu\d+", p.parent.name) is not None, p.parent.name))]
     env["LD_LIBRARY_PATH"] = os.pathsep.join([*libs, env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
     env.setdefault("YOLO_OFFLINE", "1")
     return env
@@ -163,3 +174,12 @@ class TritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def gpu_server_args() -> tuple[str, ...]:
+    """Flags for serving the GPU path: Triton's CUDA memory pool on GPU 0 sized as .env's
+    CUDA_MEMORY_POOL_BYTES (the preprocess -> detector hand-offs live there), as compose and the
+    chart pass it."""
+    settings = dict(line.split("=", 1) for line in (Path(__file__).resolve().parent.parent / ".env").read_text().splitlines()
+                    if "=" in line and not line.lstrip().startswith("#"))
+    return (f"--cuda-memory-pool-byte-size=0:{int(settings['CUDA_MEMORY_POOL_BYTES'])}",)

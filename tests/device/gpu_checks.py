@@ -1,21 +1,22 @@
-"""On the lent GPU (tests/device/README.md): the GPU preprocessing and the GPU ensemble, measured.
+"""On the H100 (tests/device/README.md): the GPU path, checked and measured.
 
     python3 tests/device/gpu_checks.py OUT_DIR [STEP,...]   (the stub env's python3: NumPy 1, CuPy,
-                                                             nvImageCodec, OpenCV; steps below, default all)
+                                                             nvImageCodec, ONNX Runtime GPU, OpenCV)
 
-1. Letterbox parity: from identical decoded pixels, the CuPy kernel vs the CPU letterbox (which the
-   CPU tests prove pixel-identical to Ultralytics' LetterBox), on the 130 photos and on resized
-   copies of varied sizes and aspect ratios: max |difference| on the 0-255 scale.
-2. Throughput of decode + letterbox, images/s at batch 1, 8, 32, 64, for 640x480 and 1920x1080
-   JPEGs: nvImageCodec's hardware decoder, its CUDA and hybrid decoders, and OpenCV on all CPU cores.
-3. The GPU ensemble in the Triton server of the recipe: JPEG bytes in, detections out, matched
-   against Ultralytics' predictions made beforehand (build/device/reference.json); the detector is
-   the torch stand-in, which refuses any `images` tensor that is not in GPU memory.
-4. bench: perf_analyzer (gRPC, concurrency 1 to 128) on the GPU ensemble and on each stage alone.
-5. classical: the ensemble against the classical path (client-side decode, letterbox and NMS; the
-   bare network served with the same torch runtime), the same load generator driving both.
-6. soak: benchmarks/soak.py against the GPU ensemble, GPU memory sampled too (needs gRPC and psutil
-   in the stub env: tests/device/README.md).
+Steps (default: ensemble,bench):
+- letterbox_parity, throughput: the CuPy letterbox against the CPU one, decode + letterbox alone.
+- ensemble: the served GPU ensemble (preprocess on the GPU -> ONNX Runtime GPU detector, the
+  repositories prepare.py wrote with the project's writer), JPEG bytes in, detections matched
+  against Ultralytics' predictions made beforehand, FP16 and FP32; bad inputs refused.
+- bench: perf_analyzer (gRPC, the photos' JPEG bytes) on the FP16 ensemble, concurrency 1 to 256;
+  each stage alone (the detector fed from CUDA shared memory, so its input is in GPU memory as in
+  the ensemble); Triton's per-model statistics.
+- tuning: the ensemble at high concurrency with other instance counts and queue delays.
+- kernel: the detector graph in ONNX Runtime alone, in this process, input in GPU memory.
+- classical: client decodes and letterboxes (OpenCV), FP32 tensor over gRPC to the same FP16
+  network on ONNX Runtime GPU, NMS on the client; the ensemble through the same load generator.
+- ultralytics: Ultralytics' own predict loop (FP16, files from disk) in the image's PyTorch env.
+- soak: benchmarks/soak.py against the FP16 ensemble, GPU memory sampled too.
 Writes OUT_DIR/gpu_checks.json and prints a summary.
 """
 
@@ -25,8 +26,10 @@ import os
 import platform
 import signal
 import struct
+import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -59,7 +62,7 @@ from matching import Detections, MatchCounts  # noqa: E402
 from yolo_triton.contract import VARIANTS  # noqa: E402
 from yolo_triton.gpu_preprocessing import GpuPreprocessor  # noqa: E402
 from yolo_triton.preprocessing import CpuPreprocessor, decode, letterbox_into  # noqa: E402
-from yolo_triton.server import PYTHON_BACKEND_CONFIG  # noqa: E402
+from yolo_triton.server import PYTHON_BACKEND_CONFIG, gpu_server_args  # noqa: E402
 
 DATA = ROOT / "build" / "device"
 IMGSZ = 640
@@ -174,13 +177,18 @@ def _infer(url: str, model: str, images: list[bytes]) -> dict:
     return _infer_binary(url, model, [("image", "BYTES", [len(images), 1], payload)], [s.name for s in VARIANTS[model].outputs])
 
 
+REPOSITORY = {"fp16": DATA / "model_repository_fp16", "fp32": DATA / "model_repository_fp32"}
+
+
 @contextlib.contextmanager
-def served(out_dir: Path):
-    """The Triton server of the recipe on the device repository; yields its HTTP address."""
+def served(out_dir: Path, repository: Path | None = None):
+    """tritonserver (Triton 2.51) on a GPU repository; yields its HTTP address."""
+    repository = repository or REPOSITORY["fp16"]
     log = open(out_dir / "tritonserver.log", "a")
     env = dict(os.environ, PATH=f"/opt/stubenv/bin:{os.environ['PATH']}")
-    server = subprocess.Popen([os.environ["TRITONSERVER"], f"--model-repository={DATA / 'model_repository'}",
-                               f"--backend-directory={os.environ['TRITON_BACKENDS']}", "--cuda-memory-pool-byte-size=0:536870912",
+    started = time.time()
+    server = subprocess.Popen([os.environ["TRITONSERVER"], f"--model-repository={repository}",
+                               f"--backend-directory={os.environ['TRITON_BACKENDS']}", *gpu_server_args(),
                                *(f"--backend-config={c}" for c in PYTHON_BACKEND_CONFIG),
                                "--http-port=18000", "--grpc-port=18001", "--metrics-port=18002", "--model-control-mode=none"],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -195,19 +203,25 @@ def served(out_dir: Path):
                 if server.poll() is not None or time.time() > deadline:
                     raise RuntimeError(f"tritonserver not ready (exit {server.poll()})")
                 time.sleep(1)
+        print(f"server ready in {time.time() - started:.0f} s ({repository.name})", flush=True)
         yield url
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
         log.close()
         lines = (out_dir / "tritonserver.log").read_text().splitlines()
-        print("\n".join(line for line in lines if "preprocess:" in line or "torch_detector" in line or "rror" in line)[-3000:])
+        print("\n".join(line for line in lines if "preprocess:" in line or "ONNX Runtime" in line or "rror" in line)[-3000:])
 
 
 def ensemble(photos: list[Path], out_dir: Path) -> dict:
+    precisions = os.environ.get("PRECISIONS", "fp16,fp32").split(",")
+    return {p: ensemble_accuracy(photos, out_dir, REPOSITORY[p]) for p in precisions}
+
+
+def ensemble_accuracy(photos: list[Path], out_dir: Path, repository: Path) -> dict:
     reference = json.loads((DATA / "reference.json").read_text())
     model = reference["model"]
-    with served(out_dir) as url:
+    with served(out_dir, repository) as url:
         counts = MatchCounts()
         start = time.perf_counter()
         for i in range(0, len(photos), 8):
@@ -218,6 +232,12 @@ def ensemble(photos: list[Path], out_dir: Path) -> dict:
                 expected = Detections(np.array(ref["boxes"], np.float32).reshape(-1, 4), np.array(ref["scores"]), np.array(ref["classes"]))
                 counts.add(path.name, expected, Detections.from_outputs(*(result[s.name][row] for s in VARIANTS[model].outputs)))
         seconds = time.perf_counter() - start
+        alone = MatchCounts()  # each photo alone (batch 1): the same detections as in batches of 8?
+        for path in photos[:16]:
+            ref = reference["detections"][path.name]
+            expected = Detections(np.array(ref["boxes"], np.float32).reshape(-1, 4), np.array(ref["scores"]), np.array(ref["classes"]))
+            result = _infer(url, model, [path.read_bytes()])
+            alone.add(path.name, expected, Detections.from_outputs(*(result[s.name][0] for s in VARIANTS[model].outputs)))
         bad = {}
         for kind, data in (("empty", b""), ("random", os.urandom(5000)), ("truncated", photos[0].read_bytes()[:300])):
             try:
@@ -225,55 +245,178 @@ def ensemble(photos: list[Path], out_dir: Path) -> dict:
                 bad[kind] = "answered?"
             except urllib.error.HTTPError as e:
                 bad[kind] = f"{e.code}: {json.loads(e.read()).get('error', '')[:160]}"
-        return {"model": model, "images": len(photos), "match": str(counts), "matched_fraction": counts.matched_fraction,
+        return {"model": model, "images": len(photos), "match": str(counts), "reference": counts.reference,
+                "matched": counts.matched, "extra": counts.ours - counts.matched, "matched_fraction": counts.matched_fraction,
                 "extra_fraction": counts.extra_fraction, "misses": counts.misses[:10], "seconds": round(seconds, 2),
-                "bad_inputs": bad, "still_ready": urllib.request.urlopen(f"http://{url}/v2/health/ready").status == 200}
+                "first_16_alone": str(alone), "bad_inputs": bad,
+                "still_ready": urllib.request.urlopen(f"http://{url}/v2/health/ready").status == 200}
 
 
-def bench(out_dir: Path, levels=(1, 2, 4, 8, 16, 32, 64, 128)) -> dict:
-    """perf_analyzer (gRPC) on the GPU ensemble and on each of its stages alone."""
-    from yolo_triton.benchmarks.bench import perf_analyzer
+SCRATCH = Path("/tmp/yolo_triton_device")
+ENSEMBLE_LEVELS = tuple(int(c) for c in os.environ.get("ENSEMBLE_LEVELS", "1,2,4,8,16,32,64,128,256").split(","))
 
-    model = json.loads((DATA / "reference.json").read_text())["model"]
+
+def _inputs(photos: list[Path]) -> tuple[Path, Path]:
+    """perf_analyzer's data: the photos' JPEG bytes, and 16 letterboxed for the detector alone."""
+    from yolo_triton.benchmarks.bench import detector_input
+    from yolo_triton.benchmarks.perf_input import perf_input
+
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    jpegs, letterboxed = SCRATCH / "perf_input.json", SCRATCH / "detector_input.json"
+    if not jpegs.exists():
+        jpegs.write_text(json.dumps(perf_input(photos)))
+        detector_input(photos[:16], VARIANTS[_model()], letterboxed)
+    return jpegs, letterboxed
+
+
+def _model() -> str:
+    return json.loads((DATA / "reference.json").read_text())["model"]
+
+
+def _perf(url: str, model: str, data: Path, c: int, shapes: list[str], out_dir: Path, extra=()) -> tuple[dict, str]:
+    from yolo_triton.benchmarks import bench as b
+
+    b.MEASURE_SECONDS = float(os.environ.get("MEASURE_SECONDS", "2"))
+    before = _raw_stats(url)
+    try:
+        result, command = b.perf_analyzer(url.replace("18000", "18001"), model, data, c, shapes, SCRATCH, extra)
+    except Exception as e:
+        return {"error": str(e)[-600:]}, ""
+    return {**result, "triton_statistics": _stats_between(before, _raw_stats(url))}, command
+
+
+def bench(photos: list[Path], out_dir: Path) -> dict:
+    """perf_analyzer (gRPC) on the FP16 GPU ensemble and on each of its stages alone."""
+    model = _model()
+    jpegs, letterboxed = _inputs(photos)
     rows, commands = [], {}
+    stages = [("ensemble", model, jpegs, ["image:1"], (), ENSEMBLE_LEVELS),
+              ("stage: preprocess (GPU)", "preprocess", jpegs, ["image:1"], (), (256,)),
+              # CUDA shared memory: the detector's inputs reach it in GPU memory, as from preprocess
+              ("stage: detector (ONNX Runtime GPU, input in CUDA shared memory)", VARIANTS[model].detector, letterboxed, [],
+               ("--shared-memory=cuda",), (128, 256))]
     with served(out_dir) as url:
-        grpc_url = url.replace("18000", "18001")
-        for c in levels:
-            for path, (name, data, shapes) in {"ensemble": (model, DATA / "perf_input.json", ["image:1"]),
-                                               "stage: preprocess (GPU)": ("preprocess", DATA / "perf_input.json", ["image:1"]),
-                                               "stage: detector (torch stand-in)": (VARIANTS[model].detector, DATA / "detector_input.json", [])}.items():
-                try:
-                    result, commands[path] = perf_analyzer(grpc_url, name, data, c, shapes, out_dir)
-                except Exception as e:
-                    result = {"error": str(e)[-500:]}
+        for path, name, data, shapes, extra, levels in stages:
+            for c in levels:
+                result, commands[path] = _perf(url, name, data, c, shapes, out_dir, extra)
                 rows.append({"path": path, "concurrency": c, **result})
-                print(rows[-1], flush=True)
+                print({k: v for k, v in rows[-1].items() if k != "triton_statistics"}, flush=True)
     return {"rows": rows, "commands": commands}
 
 
-def classical(photos: list[Path], out_dir: Path, levels=(1, 4, 16, 64)) -> dict:
-    """The ensemble against the classical path on this GPU with the same detector runtime (the
-    TorchScript network in PyTorch on the GPU), both driven by the same Python load generator over
-    HTTP with the same JPEGs. Classical: this machine's CPU decodes and letterboxes (OpenCV), sends
-    FP32 [1, 3, 640, 640], gets output0 [1, 84, 8400] back and runs the NMS (torchvision, best class,
-    per-class NMS, top K) and the box mapping itself, as Ultralytics' Triton guide does."""
+def _with_settings(source: Path, pre: int, det: int, nhwc: str) -> Path:
+    """A copy of a repository with other instance counts (preprocess, detector) and ONNX Runtime's
+    NHWC convolutions on ("1") or off ("0")."""
+    import re
+
+    repo = SCRATCH / f"{source.name}_{pre}_{det}_{nhwc}"
+    shutil.rmtree(repo, ignore_errors=True)
+    shutil.copytree(source, repo)
+    for config in repo.glob("*/config.pbtxt"):
+        text = config.read_text()
+        if config.parent.name == "preprocess":
+            text = re.sub(r"count: \d+", f"count: {pre}", text)
+        elif "prefer_nhwc" in text:
+            text = re.sub(r"count: \d+", f"count: {det}", text)
+            text = re.sub(r'key: "prefer_nhwc" value: { string_value: "\d" }', f'key: "prefer_nhwc" value: {{ string_value: "{nhwc}" }}', text)
+        config.write_text(text)
+    return repo
+
+
+def tuning(photos: list[Path], out_dir: Path) -> dict:
+    """The FP16 ensemble at concurrency 128 and 256 (and preprocess alone at 256) with other
+    instance counts (NHWC convolutions as the kernel step found faster); the best one becomes the
+    repositories of the later steps (SETTINGS=pre,det,nhwc sets them without tuning)."""
+    model = _model()
+    jpegs, _ = _inputs(photos)
+    results = []
+    nhwc = KERNEL_CHOICE.get("prefer_nhwc", "0")
+    for pre, det in ((2, 2), (4, 2)):
+        row = {"preprocess_instances": pre, "detector_instances": det, "prefer_nhwc": nhwc}
+        with served(out_dir, _with_settings(REPOSITORY["fp16"], pre, det, nhwc)) as url:
+            for c in (128, 256):
+                row[str(c)] = _perf(url, model, jpegs, c, ["image:1"], out_dir)[0]
+            row["preprocess_alone_256"] = _perf(url, "preprocess", jpegs, 256, ["image:1"], out_dir)[0]
+        results.append(row)
+        print({k: (v if not isinstance(v, dict) else v.get("images_per_s")) for k, v in row.items()}, flush=True)
+    best = max(results, key=lambda r: max(r[c].get("images_per_s", 0) for c in ("128", "256")))
+    _use_settings(best["preprocess_instances"], best["detector_instances"], best["prefer_nhwc"])
+    return {"rows": results, "chosen": {k: best[k] for k in ("preprocess_instances", "detector_instances", "prefer_nhwc")}}
+
+
+def _use_settings(pre: int, det: int, nhwc: str) -> None:
+    for precision in list(REPOSITORY):
+        REPOSITORY[precision] = _with_settings(DATA / f"model_repository_{precision}", pre, det, nhwc)
+    print(f"settings: preprocess x{pre}, detector x{det}, prefer_nhwc {nhwc}", flush=True)
+
+
+KERNEL_CHOICE: dict = {}
+
+
+def kernel(photos: list[Path]) -> dict:
+    """The FP16 detector graph in ONNX Runtime alone (CUDA EP, IO binding, input already in GPU
+    memory, one session per batch size as the served model): the ceiling of the detector stage."""
+    import onnxruntime as ort
+
+    path = REPOSITORY["fp16"] / VARIANTS[_model()].detector / "1" / "model.onnx"
+    stream = cp.cuda.Stream(non_blocking=True)
+    cuda = {"device_id": 0, "user_compute_stream": str(stream.ptr), "use_tf32": "0"}
+    rates = {}
+    for label, extra in (("NCHW", {}), ("prefer_nhwc", {"prefer_nhwc": "1"})):
+        for batch in (1, 32, 64, 128):
+            try:
+                session = ort.InferenceSession(str(path), providers=[("CUDAExecutionProvider", {**cuda, **extra})])
+            except Exception as e:
+                rates[label] = f"{type(e).__name__}: {e}"[:300]
+                break
+            images = cp.full((batch, 3, IMGSZ, IMGSZ), 114, cp.uint8)
+            params = cp.asarray(np.tile(np.array([0, 0, 1, 1, IMGSZ, IMGSZ], np.float32), (batch, 1)))
+            binding = session.io_binding()
+            binding.bind_input("images", "cuda", 0, np.uint8, images.shape, images.data.ptr)
+            binding.bind_input("letterbox", "cuda", 0, np.float32, params.shape, params.data.ptr)
+            for o in session.get_outputs():
+                binding.bind_output(o.name, "cpu")
+
+            def run():
+                session.run_with_iobinding(binding)
+                stream.synchronize()
+            rates[f"{label} {batch}"] = round(_rate(run, batch), 1)
+            print("kernel", label, batch, rates[f"{label} {batch}"], flush=True)
+    faster = isinstance(rates.get("prefer_nhwc 128"), float) and rates["prefer_nhwc 128"] > 1.05 * rates["NCHW 128"]
+    KERNEL_CHOICE["prefer_nhwc"] = "1" if faster else "0"
+    return {"images_per_s_by_batch": rates, "onnxruntime": ort.__version__, "prefer_nhwc_chosen": KERNEL_CHOICE["prefer_nhwc"]}
+
+
+def classical(photos: list[Path], out_dir: Path, levels=(1, 16, 64)) -> dict:
+    """The ensemble against the classical path, both driven by the same Python load generator
+    (threads, gRPC) with the same JPEGs. Classical, as Ultralytics' Triton guide serves a model:
+    this machine's CPU decodes and letterboxes (OpenCV), sends FP32 [1, 3, 640, 640] over gRPC to
+    the bare network (the same FP16 network on ONNX Runtime GPU, `<model>_bare`), gets output0
+    [1, 84, 8400] back and runs NMS (torchvision, best class, per class, top K) and the box
+    mapping itself."""
     sys.path.append("/opt/torchshim")
     import torch
     import torchvision
+    import tritonclient.grpc as grpc
 
-    from yolo_triton.benchmarks.bench import client_load
+    from yolo_triton.benchmarks.bench import client_load, ensemble_client
 
     torch.set_num_threads(1)  # one per client thread, as each request is one image
-    model = json.loads((DATA / "reference.json").read_text())["model"]
+    model = _model()
     v, cpu = VARIANTS[model], CpuPreprocessor(IMGSZ)
     jpegs = [p.read_bytes() for p in photos]
 
     def classical_work(url):
+        local = threading.local()
+
         def work(data: bytes):
+            if not hasattr(local, "client"):
+                local.client = grpc.InferenceServerClient(url)
             (image,) = cpu.decode([data])
             batch, params = cpu.letterbox([image])
-            tensor = (batch.astype(np.float32) / 255).tobytes()
-            output0 = _infer_binary(url, f"{model}_bare", [("images", "FP32", [1, 3, IMGSZ, IMGSZ], tensor)], ["output0"])["output0"]
+            tensor = grpc.InferInput("images", list(batch.shape), "FP32")
+            tensor.set_data_from_numpy(batch.astype(np.float32) / 255)
+            output0 = local.client.infer(f"{model}_bare", [tensor]).as_numpy("output0")
             rows = torch.from_numpy(output0[0].copy()).T  # [N, 4 + C]
             xy, wh = rows[:, :2], rows[:, 2:4]
             boxes = torch.cat((xy - wh / 2, xy + wh / 2), 1)
@@ -287,45 +430,66 @@ def classical(photos: list[Path], out_dir: Path, levels=(1, 4, 16, 64)) -> dict:
 
     rows = []
     with served(out_dir) as url:
-        check = classical_work(url)(jpegs[0])  # the classical path finds what the ensemble finds
-        ours = _infer(url, model, [jpegs[0]])
-        agree = int(ours["num_dets"][0, 0]) == len(check)
+        grpc_url = url.replace("18000", "18001")
+        check = classical_work(grpc_url)(jpegs[0])  # the classical path finds what the ensemble finds
+        agree = int(_infer(url, model, [jpegs[0]])["num_dets"][0, 0]) == len(check)
+        before = _raw_stats(url)
         for c in levels:
-            for path, work in (("ensemble (client)", lambda d: _infer(url, model, [d])), ("classical (client)", classical_work(url))):
+            for path, work in (("ensemble (client)", ensemble_client(grpc_url, model)), ("classical (client)", classical_work(grpc_url))):
                 rows.append({"path": path, "concurrency": c, **client_load(work, jpegs, c)})
                 print(rows[-1], flush=True)
-        stats = model_stats(url)
+        stats = _stats_between(before, _raw_stats(url))
     return {"rows": rows, "same_detection_count_on_first_photo": agree, "triton_statistics": stats}
 
 
-def model_stats(url: str) -> dict:
-    """Where the time goes, from Triton's statistics API: per model, the mean queue and compute
-    time per request (ms) and the mean batch size it executed, over the whole run."""
+def ultralytics(photos: list[Path], out_dir: Path) -> dict:
+    """Ultralytics' predict loop, FP16, files from disk, in the image's PyTorch env (with the
+    ultralytics wheel carried to /opt/ultra): batch 1 and 32, images/s."""
+    env = dict(os.environ, PYTHONPATH="/opt/ultra", YOLO_OFFLINE="1", YOLO_CONFIG_DIR=str(SCRATCH / "ultralytics"))
+    run = subprocess.run(["/opt/torch/.venv/bin/python", str(ROOT / "tests" / "device" / "ultralytics_predict.py"),
+                          str(DATA / "weights" / VARIANTS[_model()].weights), str(DATA / "images")],
+                         env=env, capture_output=True, text=True, timeout=400)
+    if run.returncode != 0:
+        return {"error": (run.stdout + run.stderr)[-2000:]}
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def _raw_stats(url: str) -> dict:
     with urllib.request.urlopen(f"http://{url}/v2/models/stats", timeout=30) as r:
-        found = json.loads(r.read())["model_stats"]
+        return {m["name"]: m for m in json.loads(r.read())["model_stats"]}
+
+
+def _stats_between(before: dict, after: dict) -> dict:
+    """Where the time went between two snapshots of Triton's statistics: per model, requests, the
+    mean batch it executed, and the mean queue and compute times per request (ms)."""
     per_model = {}
-    for m in found:
-        stats, n = m["inference_stats"], max(int(m["inference_count"]), 1)
-        per_model[m["name"]] = {
-            "requests": int(stats["success"]["count"]), "mean_batch": round(n / max(int(m["execution_count"]), 1), 2),
-            **{f"{k}_ms_per_request": round(int(stats[k]["ns"]) / max(int(stats[k]["count"]), 1) / 1e6, 3)
-               for k in ("queue", "compute_input", "compute_infer", "compute_output")}}
+    for name, m in after.items():
+        b = before.get(name, {"inference_count": 0, "execution_count": 0, "inference_stats": {}})
+        delta = lambda key, field: int(m["inference_stats"][key][field]) - int(b["inference_stats"].get(key, {}).get(field, 0))
+        requests = delta("success", "count")
+        if requests <= 0:
+            continue
+        executions = int(m["execution_count"]) - int(b["execution_count"])
+        per_model[name] = {"requests": requests, "mean_batch": round((int(m["inference_count"]) - int(b["inference_count"])) / max(executions, 1), 2),
+                           **{f"{k}_ms": round(delta(k, "ns") / max(delta(k, "count"), 1) / 1e6, 3)
+                              for k in ("queue", "compute_input", "compute_infer", "compute_output")}}
     return per_model
 
 
 def soak_gpu(photos: list[Path], out_dir: Path) -> dict:
-    """benchmarks/soak.py on the GPU ensemble: mixed good and bad requests, every answer checked,
-    the server's and stubs' RSS and the GPU's memory sampled (SOAK_REQUESTS, default 30000)."""
+    """benchmarks/soak.py on the FP16 GPU ensemble: mixed good and bad requests, every answer
+    checked, the server's and stubs' RSS and the GPU's memory sampled (SOAK_REQUESTS, default 100000)."""
     from yolo_triton.benchmarks.soak import soak
 
-    model = json.loads((DATA / "reference.json").read_text())["model"]
-    requests = int(os.environ.get("SOAK_REQUESTS", "30000"))
+    model = _model()
+    requests = int(os.environ.get("SOAK_REQUESTS", "100000"))
+    concurrency = int(os.environ.get("SOAK_CONCURRENCY", "64"))
     with served(out_dir) as url:
         pid = int(subprocess.run(["pgrep", "-x", "tritonserver"], capture_output=True, text=True, check=True).stdout.split()[0])
-        report = soak(url.replace("18000", "18001"), model, [p.read_bytes() for p in photos], requests, 32, pid)
+        report = soak(url.replace("18000", "18001"), model, [p.read_bytes() for p in photos], requests, concurrency, pid)
     print(report.summary(), flush=True)
-    return {"summary": report.summary(), "requests": requests, "concurrency": 32, "wrong": report.wrong[:50],
-            "differing": report.differing, "served": report.served, "refused": report.refused,
+    return {"summary": report.summary(), "requests": requests, "concurrency": concurrency, "wrong": report.wrong[:50],
+            "differing": report.differing, "served": report.served, "refused": report.refused, "seconds": round(report.seconds, 1),
             "growth_percent": report.growth_percent, "samples": report.samples}
 
 
@@ -339,9 +503,15 @@ def main():
     report = {"date": time.strftime("%Y-%m-%d"), "gpu": gpu, "cpu_cores": os.cpu_count(), "python": platform.python_version(),
               "cupy": cp.__version__, "nvimgcodec": nvimgcodec.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
     steps = {"letterbox_parity": lambda: letterbox_parity(photos), "throughput": lambda: throughput(photos),
-             "ensemble": lambda: ensemble(photos, out_dir), "bench": lambda: bench(out_dir),
-             "classical": lambda: classical(photos, out_dir), "soak": lambda: soak_gpu(photos, out_dir)}
-    chosen = sys.argv[2].split(",") if len(sys.argv) > 2 else list(steps)
+             "ensemble": lambda: ensemble(photos, out_dir), "bench": lambda: bench(photos, out_dir),
+             "tuning": lambda: tuning(photos, out_dir), "kernel": lambda: kernel(photos),
+             "classical": lambda: classical(photos, out_dir), "ultralytics": lambda: ultralytics(photos, out_dir),
+             "soak": lambda: soak_gpu(photos, out_dir)}
+    chosen = sys.argv[2].split(",") if len(sys.argv) > 2 else ["ensemble", "bench"]
+    if os.environ.get("SETTINGS"):
+        pre, det, nhwc = os.environ["SETTINGS"].split(",")
+        _use_settings(int(pre), int(det), nhwc)
+        report["settings"] = os.environ["SETTINGS"]
     for name, step in ((n, steps[n]) for n in chosen):
         t = time.time()
         try:

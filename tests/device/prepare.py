@@ -1,14 +1,15 @@
-"""Here (CPU): prepare build/device/ for the GPU checks on the lent H100 (tests/device/README.md).
+"""Here (CPU): prepare build/device/ for the GPU checks on the H100 (tests/device/README.md).
 
     .venv/bin/python tests/device/prepare.py
 
 writes the images, Ultralytics' own predictions on them (the reference the device compares with:
-Ultralytics cannot run there), the network as Ultralytics' TorchScript export, and the GPU model
-repository: preprocess on the GPU -> the torch stand-in detector -> the ensemble.
+the Triton side of the device has no Ultralytics), the weights (for Ultralytics' own predict loop
+there), and two GPU model repositories written by the project's own writer, target
+onnxruntime-gpu: FP16 (with `<model>_bare`, the FP16 network alone, for the classical path) and
+FP32.
 """
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -17,10 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import COCO_IMAGES, ultralytics_assets, weights_of  # noqa: E402
-from yolo_triton.benchmarks.bench import detector_input  # noqa: E402
-from yolo_triton.benchmarks.perf_input import perf_input  # noqa: E402
-from yolo_triton.contract import VARIANTS, TensorSpec  # noqa: E402
-from yolo_triton.repository import ensemble_config, model_config, preprocess_config  # noqa: E402
+from yolo_triton.benchmarks.bench import add_bare_network  # noqa: E402
+from yolo_triton.contract import VARIANTS  # noqa: E402
+from yolo_triton.repository import write_repository  # noqa: E402
 
 OUT = ROOT / "build" / "device"
 MODEL = "yolov11_nano"
@@ -35,6 +35,8 @@ def main():
     images.mkdir(parents=True)
     for path in [*sorted(COCO_IMAGES.glob("*.jpg")), ultralytics_assets() / "bus.jpg", ultralytics_assets() / "zidane.jpg"]:
         shutil.copy(path, images / path.name)
+    (OUT / "weights").mkdir()
+    shutil.copy(weights_of(MODEL), OUT / "weights" / v.weights)
 
     model = YOLO(str(weights_of(MODEL)))
     reference = {}
@@ -43,31 +45,12 @@ def main():
         reference[path.name] = {"boxes": r.boxes.xyxy.tolist(), "scores": r.boxes.conf.tolist(), "classes": r.boxes.cls.int().tolist()}
     (OUT / "reference.json").write_text(json.dumps({"model": MODEL, "weights": v.weights, "detections": reference}))
 
-    repo = OUT / "model_repository"
-    for name, config in ((v.name, ensemble_config(v)), ("preprocess", preprocess_config([v], "tensorrt", "gpu"))):
-        (repo / name / "1").mkdir(parents=True)
-        (repo / name / "config.pbtxt").write_text(config)
-    shutil.copy(ROOT / "yolo_triton" / "triton_models" / "preprocess.py", repo / "preprocess" / "1" / "model.py")
-    detector = repo / v.detector
-    (detector / "1").mkdir(parents=True)
-    parameters = {"FORCE_CPU_ONLY_INPUT_TENSORS": "no", "conf": v.conf, "iou": v.iou, "max_detections": v.max_detections}
-    (detector / "config.pbtxt").write_text(model_config(v.detector, 'backend: "python"', v.max_batch_size, v.detector_inputs, v.outputs,
-                                                  v.preferred_batch_sizes, kind="KIND_GPU", parameters=parameters))
-    shutil.copy(ROOT / "tests" / "device" / "torch_detector.py", detector / "1" / "model.py")
-    network = YOLO(str(weights_of(MODEL))).export(format="torchscript", imgsz=v.imgsz)
-    shutil.move(network, detector / "1" / "model.torchscript")
-    # the classical path's server side: the same network alone, FP32 in, output0 out (host memory)
-    bare = repo / f"{v.name}_bare"
-    (bare / "1").mkdir(parents=True)
-    (bare / "config.pbtxt").write_text(model_config(
-        bare.name, 'backend: "python"', v.max_batch_size, (TensorSpec("images", "TYPE_FP32", (3, v.imgsz, v.imgsz)),),
-        (TensorSpec("output0", "TYPE_FP32", (4 + v.num_classes, 8400)),), v.preferred_batch_sizes, kind="KIND_GPU"))
-    shutil.copy(ROOT / "tests" / "device" / "torch_bare_network.py", bare / "1" / "model.py")
-    os.link(detector / "1" / "model.torchscript", bare / "1" / "model.torchscript")
-    # perf_analyzer data: the photos for the ensemble and preprocess, 16 letterboxed for the detector
-    photos = sorted(images.iterdir())
-    (OUT / "perf_input.json").write_text(json.dumps(perf_input(photos)))
-    detector_input(photos[:16], v, OUT / "detector_input.json")
+    for precision in ("fp16", "fp32"):
+        repository = write_repository(OUT / f"model_repository_{precision}", {MODEL: str(weights_of(MODEL))}, "onnxruntime-gpu", precision)
+        for stamp in repository.rglob("*.key"):
+            stamp.unlink()
+        if precision == "fp16":
+            add_bare_network(repository, v, str(weights_of(MODEL)), "onnxruntime-gpu", precision)
     print(f"{OUT}: {len(reference)} images, {sum(len(d['scores']) for d in reference.values())} reference detections")
 
 

@@ -1,8 +1,9 @@
 """export/build_engine.py and the TensorRT repository, against a stand-in of TensorRT's Python API.
 
 TensorRT cannot be installed on these machines (../shared/NOTES.md), so FakeTensorRT below records
-what the build asks of it. What it proves: the plugins are registered before parsing, FP16 with
-the box mapping pinned to FP32, one profile per input (1 / largest preferred / max batch), the
+what the build asks of it. What it proves: the plugins are registered before parsing, a strongly
+typed network with no precision flags (the graph's own types decide: FP16 network, FP32 NMS and
+box mapping, checked on the graph itself), one profile per input (1 / largest preferred / max batch), the
 timing cache read and written, and the plan written exactly as TensorRT serialised it (no header).
 The real build runs in the NGC TensorRT container (docker-compose.yml, service `engine`)."""
 
@@ -15,7 +16,6 @@ import pytest
 from yolo_triton import repository
 from yolo_triton.contract import VARIANTS
 from yolo_triton.export.build_engine import build_engine, optimisation_profile
-from yolo_triton.export.create_onnx import BOX_MAPPING_SCOPE
 
 from conftest import weights_of
 
@@ -32,8 +32,8 @@ class FakeTensorRT(types.ModuleType):
         def __init__(self, level):
             pass
 
-    class BuilderFlag:
-        FP16, PREFER_PRECISION_CONSTRAINTS = "FP16", "PREFER_PRECISION_CONSTRAINTS"
+    class NetworkDefinitionCreationFlag:
+        STRONGLY_TYPED = 2
 
     class MemoryPoolType:
         WORKSPACE = "WORKSPACE"
@@ -43,27 +43,9 @@ class FakeTensorRT(types.ModuleType):
         self.calls, self.configs, self.parse_ok = [], [], True
         fake = self
 
-        class Output:
-            dtype = "float32"
-
-        class Layer:
-            def __init__(self, name):
-                self.name, self.precision, self.output_types = name, None, {}
-
-            def get_output(self, i):
-                return Output()
-
-            def set_output_type(self, i, dtype):
-                self.output_types[i] = dtype
-
         class Network:
-            def __init__(self):
-                self.layers = []
-
-            num_layers = property(lambda self: len(self.layers))
-
-            def get_layer(self, i):
-                return self.layers[i]
+            def __init__(self, flags):
+                self.flags, self.nodes = flags, []
 
         class OnnxParser:
             def __init__(self, network, logger):
@@ -71,7 +53,7 @@ class FakeTensorRT(types.ModuleType):
 
             def parse_from_file(self, path):
                 fake.calls.append(("parse", path))
-                self.network.layers = [Layer(n.name) for n in onnx.load(path).graph.node]
+                self.network.nodes = [n.name for n in onnx.load(path).graph.node]
                 self.num_errors = 0 if fake.parse_ok else 1
                 return fake.parse_ok
 
@@ -121,7 +103,7 @@ class FakeTensorRT(types.ModuleType):
                 pass
 
             def create_network(self, flags):
-                fake.network = Network()
+                fake.network = Network(flags)
                 return fake.network
 
             create_builder_config = staticmethod(Config)
@@ -165,19 +147,12 @@ def test_build_writes_the_raw_plan(trt, efficient_graph, tmp_path):
     assert plan.read_bytes() == PLAN  # exactly TensorRT's bytes: no Ultralytics metadata header
     assert [c[0] for c in trt.calls] == ["plugins", "parse", "timing cache in", "build"]
     (config,) = trt.configs
-    assert config.flags == {"FP16", "PREFER_PRECISION_CONSTRAINTS"}
+    assert trt.network.flags == 1 << FakeTensorRT.NetworkDefinitionCreationFlag.STRONGLY_TYPED
+    assert config.flags == set()  # the graph's types decide; TensorRT refuses precision flags on a strongly typed network
     assert config.profiles[0].shapes == optimisation_profile(VARIANTS["yolov11_nano"])
-    pinned = [layer for layer in trt.network.layers if layer.precision == "float32"]
-    assert pinned and all(layer.name.startswith(BOX_MAPPING_SCOPE) for layer in pinned)
-    assert len(pinned) == sum(n.name.startswith(BOX_MAPPING_SCOPE) for n in onnx.load(efficient_graph).graph.node)
     assert (tmp_path / "cache").read_bytes() == b"+tuned"
     build_engine(efficient_graph, tmp_path / "again.plan", VARIANTS["yolov11_nano"], timing_cache=tmp_path / "cache")
     assert ("timing cache in", b"+tuned") in trt.calls  # the second build starts from the first one's cache
-
-
-def test_fp32_build_pins_nothing(trt, efficient_graph, tmp_path):
-    build_engine(efficient_graph, tmp_path / "model.plan", VARIANTS["yolov11_nano"], fp16=False)
-    assert trt.configs[0].flags == set() and not any(layer.precision for layer in trt.network.layers)
 
 
 def test_parse_errors_are_reported(trt, efficient_graph, tmp_path):

@@ -7,7 +7,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from yolo_triton.contract import IMAGE_INPUT, PREPROCESS_MODEL, VARIANTS, detection_outputs
-from yolo_triton.repository import QUEUE_BATCHES, TARGETS, detector_config, ensemble_config, preprocess_config
+from yolo_triton.repository import (GPU_DETECTOR_INSTANCES, GPU_PREFER_NHWC, GPU_PREPROCESS_INSTANCES, GPU_QUEUE_DELAY_US, QUEUE_BATCHES,
+                                    TARGETS, choose_target, detector_config, ensemble_config, preprocess_config)
 
 DTYPE = model_config_pb2.DataType
 
@@ -56,16 +57,43 @@ def test_detector_config_is_the_contract(name, target):
     v = VARIANTS[name]
     config = _parse(detector_config(v, target))
     assert config.name == v.detector and config.max_batch_size == v.max_batch_size
-    if target == "tensorrt":
-        assert config.platform == "tensorrt_plan" and config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
-    else:
-        assert config.backend == "python" and config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    runtime = {"tensorrt": ("tensorrt_plan", ""), "onnxruntime-backend": ("", "onnxruntime")}.get(target, ("", "python"))
+    assert (config.platform, config.backend) == runtime
+    kind = model_config_pb2.ModelInstanceGroup.KIND_GPU if TARGETS[target].on_gpu else model_config_pb2.ModelInstanceGroup.KIND_CPU
+    assert [g.kind for g in config.instance_group] == [kind]
     assert _io(config.input) == _spec(v.detector_inputs)
     assert _io(config.output) == _spec(v.outputs)
     assert list(config.dynamic_batching.preferred_batch_size) == list(v.preferred_batch_sizes)
     assert max(v.preferred_batch_sizes) <= v.max_batch_size
     # overload is answered by rejections, not by an unbounded queue
     assert config.dynamic_batching.default_queue_policy.max_queue_size == QUEUE_BATCHES * v.max_batch_size
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_onnxruntime_backend_config(name):
+    """Triton's onnxruntime backend with TensorRT inside ONNX Runtime (README: Which detector runtime):
+    the settings read by the backend of NGC 24.10 (onnxruntime_backend r24.10, src/onnxruntime.cc)."""
+    v = VARIANTS[name]
+    target = TARGETS["onnxruntime-backend"]
+    assert (target.on_gpu, target.nms, target.precision, target.source) == (True, "onnx", "fp32", None)
+    config = _parse(detector_config(v, "onnxruntime-backend"))
+    (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert not config.optimization.execution_accelerators.cpu_execution_accelerator
+    assert accelerator.name == "tensorrt"
+    assert dict(accelerator.parameters) == {
+        "precision_mode": "FP32",  # FP16 would let TensorRT run the class offset before NMS in FP16 (overflow)
+        "trt_min_subgraph_size": "100",  # the network to TensorRT, the nodes after NMS to the CUDA provider
+        "trt_timing_cache_enable": "1", "trt_timing_cache_path": "/tmp",
+    }
+    # no explicit profile (refused once NMS splits the graph) and no engine cache (named by nodes, not weights)
+    assert not any(k.startswith(("trt_profile_", "trt_engine_cache")) for k in accelerator.parameters)
+    assert {k: p.string_value for k, p in config.parameters.items()} == {"cudnn_conv_algo_search": "1"}  # HEURISTIC
+    # warm-up at batch 1 and the max batch: the implicit profile is 1..max before the first request
+    assert [w.batch_size for w in config.model_warmup] == sorted({1, v.max_batch_size})
+    for warmup in config.model_warmup:
+        assert warmup.count in (0, 1)
+        assert [(k, DTYPE.Name(i.data_type), list(i.dims), i.zero_data) for k, i in sorted(warmup.inputs.items())] == \
+            sorted((s.name, s.data_type, list(s.dims), True) for s in v.detector_inputs)
 
 
 def test_preprocess_config_serves_every_variant():
@@ -75,12 +103,42 @@ def test_preprocess_config_serves_every_variant():
     assert config.max_batch_size == max(v.max_batch_size for v in variants)
     assert _io(config.input) == _spec([IMAGE_INPUT])
     assert _io(config.output) == _spec(variants[0].detector_inputs)
-    assert config.parameters["imgsz"].string_value == "640" and config.parameters["device"].string_value == "auto"
+    assert config.parameters["imgsz"].string_value == "640" and config.parameters["device"].string_value == "cpu"
     assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
-    gpu = _parse(preprocess_config(variants, "tensorrt", "gpu"))
-    assert gpu.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU and gpu.parameters["device"].string_value == "gpu"
-    with pytest.raises(ValueError, match="device"):
-        preprocess_config(variants, device="tpu")
+    for target in (t for t in TARGETS.values() if t.on_gpu):  # every GPU target decodes on the GPU
+        gpu = _parse(preprocess_config(variants, target.name))
+        assert [(g.kind, g.count) for g in gpu.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_GPU, GPU_PREPROCESS_INSTANCES)]
+        assert gpu.parameters["device"].string_value == "gpu"
+        assert gpu.dynamic_batching.max_queue_delay_microseconds == GPU_QUEUE_DELAY_US
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_onnxruntime_gpu_config(name):
+    """onnxruntime-gpu: GPU inputs stay in GPU memory; one session per batch size, up to the max."""
+    v = VARIANTS[name]
+    config = _parse(detector_config(v, "onnxruntime-gpu"))
+    parameters = {k: p.string_value for k, p in config.parameters.items()}
+    assert parameters["FORCE_CPU_ONLY_INPUT_TENSORS"] == "no" and parameters["prefer_nhwc"] == GPU_PREFER_NHWC
+    sizes = [int(b) for b in parameters["batch_sizes"].split(",")]
+    assert sizes[0] == 1 and sizes[-1] == v.max_batch_size and sizes == sorted(set(sizes))
+    assert all(b <= 2 * a for a, b in zip(sizes, sizes[1:]))  # at most half of a padded batch is padding
+    assert [(g.kind, g.count) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_GPU, GPU_DETECTOR_INSTANCES)]
+
+
+def test_target_choice(monkeypatch):
+    from yolo_triton import repository
+
+    monkeypatch.setattr(repository, "gpu_runtime_available", lambda: False)
+    assert choose_target("auto", {}) == "onnxruntime-cpu"
+    assert choose_target("auto", {"YOLO_DEVICE": "cpu"}) == "onnxruntime-cpu"
+    assert choose_target("tensorrt", {"YOLO_DEVICE": "cpu"}) == "tensorrt"  # an explicit target is taken as given
+    with pytest.raises(RuntimeError, match="YOLO_DEVICE=gpu"):
+        choose_target("auto", {"YOLO_DEVICE": "gpu"})
+    with pytest.raises(ValueError, match="YOLO_DEVICE must be one of"):
+        choose_target("auto", {"YOLO_DEVICE": "tpu"})
+    monkeypatch.setattr(repository, "gpu_runtime_available", lambda: True)
+    assert choose_target("auto", {}) == choose_target("auto", {"YOLO_DEVICE": "gpu"}) == "onnxruntime-gpu"
+    assert choose_target("auto", {"YOLO_DEVICE": "cpu"}) == "onnxruntime-cpu"
 
 
 ONNX_TYPES = {"TYPE_UINT8": onnx.TensorProto.UINT8, "TYPE_FP32": onnx.TensorProto.FLOAT, "TYPE_INT32": onnx.TensorProto.INT32}

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from yolo_triton.contract import VARIANTS, letterboxed_images, LETTERBOX_PARAMS
-from yolo_triton.repository import ROOT
+from yolo_triton.repository import ROOT, TARGETS
 from yolo_triton.server import PYTHON_BACKEND_CONFIG
 
 ENV = dict(line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines() if line and not line.startswith("#"))
@@ -61,14 +61,18 @@ def test_container_requirements_are_pinned_as_locally(requirements):
             assert version == local.get(name, local.get(name.replace("-headless", ""))), f"{name} differs from requirements.txt"
 
 
-@pytest.fixture(scope="module")
-def compose():
+def _compose_config(**env) -> dict:
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed (.ci/run installs Debian's docker-compose)")
     out = subprocess.run(["docker-compose", "--profile", "bench", "config"], cwd=ROOT, capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin"})
+                         env={"PATH": "/usr/bin:/bin", **env})
     assert out.returncode == 0, out.stderr
     return yaml.safe_load(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return _compose_config()
 
 
 def _gpu(service):
@@ -78,8 +82,40 @@ def _gpu(service):
 def test_compose_engine_builds_plans_on_the_gpu(compose):
     engine = compose["services"]["engine"]
     assert _gpu(engine) and engine["build"]["args"]["NGC_RELEASE"] == RELEASE
+    assert ENV["DETECTOR_TARGET"] == "tensorrt"  # the default of .env
     assert "--target tensorrt --out /models" in " ".join(engine["command"])
     assert "models:/models:rw" in engine["volumes"]
+
+
+def _engine_script(compose) -> str:
+    command = compose["services"]["engine"]["command"]
+    assert command[:2] == ["sh", "-c"]
+    return command[2]
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "onnxruntime-backend", "onnxruntime-gpu"])
+def test_compose_detector_target(target):
+    """DETECTOR_TARGET (.env, or the environment) picks the detector's runtime: the engine service
+    writes that target; one outside the two GPU-container targets stops it before it writes anything."""
+    script = _engine_script(_compose_config(DETECTOR_TARGET=target))
+    assert f"--target {target} --out /models" in script
+    dry = script.replace("exec python3 -m yolo_triton.repository", "echo would run")  # no Python, no export
+    out = subprocess.run(["sh", "-c", dry], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    if target in ("tensorrt", "onnxruntime-backend"):
+        assert TARGETS[target].on_gpu
+        assert out.returncode == 0 and out.stdout.strip() == f"would run --target {target} --out /models"
+    else:
+        assert out.returncode == 2 and "DETECTOR_TARGET must be tensorrt or onnxruntime-backend" in out.stderr
+
+
+def test_engine_image_has_what_the_repository_writer_imports():
+    """Both compose targets export the graph with create_onnx.py in the engine image (tensorrt also
+    builds the plan with the image's own TensorRT); Triton's image serves it (its onnxruntime backend
+    is part of NVIDIA's tritonserver image)."""
+    pins = _pins(ROOT / "docker" / "requirements-engine.txt")
+    assert {"torch", "ultralytics", "onnx", "onnxslim", "onnx-graphsurgeon", "onnxruntime"} <= set(pins)
+    assert "FROM nvcr.io/nvidia/tensorrt:" in (ROOT / "docker" / "engine.Dockerfile").read_text()
+    assert "FROM nvcr.io/nvidia/tritonserver:${NGC_RELEASE}-py3\n" in (ROOT / "docker" / "triton.Dockerfile").read_text()
 
 
 def test_compose_triton_service(compose):

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from yolo_triton.repository import ROOT
+from yolo_triton.repository import ROOT, TARGETS
 from yolo_triton.server import PYTHON_BACKEND_CONFIG
 
 HELM = Path(sys.executable).parent / "helm"
@@ -24,6 +24,7 @@ CRDS = {"ServiceMonitor"}  # the Prometheus operator's: no schema in kubernetes-
 PROFILES = {
     "default": [],
     "cpu": ["-f", str(CHART / "values-cpu.yaml")],
+    "onnxruntime-backend": ["--set", "detector.target=onnxruntime-backend"],
     "everything": ["--set", "ingress.http.enabled=true,ingress.grpc.enabled=true,serviceMonitor.enabled=true,"
                    "grafanaDashboard.enabled=true,modelRepository.build.weightsClaim=weights,"
                    "modelRepository.build.cacheClaim=engine-cache,livenessProbe.byInference=true"],
@@ -61,8 +62,9 @@ def test_gpu_profile():
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     triton, (build,) = _triton(objects), pod["initContainers"]
     assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1 == build["resources"]["limits"]["nvidia.com/gpu"]
-    assert "--cuda-memory-pool-byte-size=0:536870912" in triton["args"]
-    assert "target=tensorrt" in build["command"][-1] and "nvidia-smi --query-gpu=name" in build["command"][-1]
+    assert "--cuda-memory-pool-byte-size=0:2147483648" in triton["args"]
+    assert "\ntarget=tensorrt\n" in build["command"][-1] and "nvidia-smi --query-gpu=name" in build["command"][-1]
+    assert "YOLO_PREPROCESS_DEVICE" not in json.dumps(build)  # preprocessing follows the target
     assert {"path": "/v2/health/ready", "port": "http"} == triton["readinessProbe"]["httpGet"] == triton["startupProbe"]["httpGet"]
     assert triton["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     startup = triton["startupProbe"]
@@ -76,8 +78,31 @@ def test_cpu_profile_requests_no_gpu():
     objects = render("cpu")
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     assert "nvidia.com/gpu" not in json.dumps(pod)
-    assert "target=onnxruntime" in pod["initContainers"][0]["command"][-1]
+    script = pod["initContainers"][0]["command"][-1]
+    assert "\ntarget=onnxruntime-cpu\n" in script and 'key="24.10/cpu/onnxruntime-cpu"' in script
+    assert "YOLO_PREPROCESS_DEVICE" not in json.dumps(pod)
     assert not any(a.startswith("--cuda-memory-pool") for a in _triton(objects)["args"])
+
+
+def test_detector_target():
+    """detector.target picks the detector's runtime on the GPU profile (README: Which detector runtime):
+    the init container writes that target into a cache of its own; Triton and the GPU stay as they are."""
+    objects = render("onnxruntime-backend")
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    (build,) = pod["initContainers"]
+    script = build["command"][-1]
+    assert "\ntarget=onnxruntime-backend\n" in script and '--target "$target"' in script
+    (key,) = [line for line in script.splitlines() if line.startswith("key=")]  # release, GPU model, target
+    assert key.startswith('key="24.10/$(nvidia-smi') and key.endswith('/onnxruntime-backend"')
+    assert _triton(objects)["resources"]["limits"]["nvidia.com/gpu"] == 1 == build["resources"]["limits"]["nvidia.com/gpu"]
+    assert _triton(objects)["args"] == _triton(render("default"))["args"]
+    assert yaml.safe_load((CHART / "values.yaml").read_text())["detector"]["target"] == "tensorrt"
+    accepted = {"gpu": ("tensorrt", "onnxruntime-backend"), "cpu": ("onnxruntime-cpu",)}  # _helpers.tpl
+    assert all(TARGETS[t].on_gpu == (device == "gpu") for device, names in accepted.items() for t in names)
+    for bad in (["--set", "detector.target=onnxruntime-gpu"], ["--set", "device=cpu"],
+                ["-f", str(CHART / "values-cpu.yaml"), "--set", "detector.target=tensorrt"]):
+        out = subprocess.run([str(HELM), "template", "yolo", str(CHART), *bad], capture_output=True, text=True)
+        assert out.returncode != 0 and "detector.target must be one of" in out.stderr
 
 
 def test_security_and_disruption():

@@ -90,7 +90,8 @@ class TritonPythonModel:
                 responses.append(pb_utils.InferenceResponse(error=error))
                 continue
             images, params = result
-            images = (pb_utils.Tensor.from_dlpack(self.images_spec.name, images) if self.on_gpu
+            # a bare DLPack capsule: no stream synchronisation per response (_preprocess has synchronised once)
+            images = (pb_utils.Tensor.from_dlpack(self.images_spec.name, images.toDlpack()) if self.on_gpu
                       else pb_utils.Tensor(self.images_spec.name, images))
             responses.append(pb_utils.InferenceResponse(output_tensors=[images, pb_utils.Tensor(LETTERBOX_PARAMS.name, params)]))
         return responses

@@ -29,3 +29,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "yolo-triton.gpu" -}}
 {{- if eq .Values.device "gpu" }}true{{ else if eq .Values.device "cpu" }}{{ else }}{{ fail "device must be gpu or cpu" }}{{ end -}}
 {{- end -}}
+
+{{- /* the detector target of python -m yolo_triton.repository, checked against the device */ -}}
+{{- define "yolo-triton.target" -}}
+{{- $allowed := ternary (list "tensorrt" "onnxruntime-backend") (list "onnxruntime-cpu") (eq .Values.device "gpu") -}}
+{{- if not (has .Values.detector.target $allowed) }}{{ fail (printf "detector.target must be one of %s with device %s" (join ", " $allowed) .Values.device) }}{{ end -}}
+{{ .Values.detector.target }}
+{{- end -}}

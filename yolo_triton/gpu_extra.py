@@ -1,0 +1,193 @@
+"""The GPU runtime of `make serve`: which pip packages let it serve all on the GPU here, and their install.
+
+    python -m yolo_triton.gpu_extra                                       # tells what it would install
+    python -m yolo_triton.gpu_extra --install [--stamp .venv/.gpu-installed]   (what `make install` runs)
+
+Where `nvidia-smi` works, the CUDA version its driver supports (the header's "CUDA Version: 12.x" or
+"13.x") picks requirements-gpu-cu12.txt or requirements-gpu-cu13.txt: CuPy, nvImageCodec and nvJPEG,
+ONNX Runtime GPU and the CUDA libraries they load, all pip wheels, installed into this interpreter's
+environment over requirements.txt. Nowhere else is anything installed (a machine without an NVIDIA
+driver, a driver older than CUDA 12, or YOLO_DEVICE=cpu). yolo_triton.repository.auto_target then
+serves on the GPU wherever these import and a GPU is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import importlib.metadata
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIREMENTS = {12: ROOT / "requirements-gpu-cu12.txt", 13: ROOT / "requirements-gpu-cu13.txt"}
+CU13_MIN_PYTHON = (3, 11)  # onnxruntime-gpu for CUDA 13 has no Python 3.10 wheel
+# distributions that hold the same module as one of the extras' (onnxruntime: onnxruntime-gpu's; each
+# CuPy and nvImageCodec build: the other CUDA major's): uninstalled unless the chosen file pins them
+REPLACED = ("onnxruntime", "cupy-cuda12x", "cupy-cuda13x", "nvidia-nvimgcodec-cu12", "nvidia-nvimgcodec-cu13")
+
+_CUDA_VERSION = re.compile(r"CUDA Version\s*:\s*(\d+)\.(\d+)")
+
+
+def cuda_version(nvidia_smi_output: str | None) -> tuple[int, int] | None:
+    """The CUDA version the driver supports, from nvidia-smi's header; None if it names none."""
+    match = _CUDA_VERSION.search(nvidia_smi_output or "")
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def nvidia_smi() -> str | None:
+    """nvidia-smi's output, or None where there is no such command or it fails (no driver, no GPU)."""
+    command = shutil.which("nvidia-smi")
+    if command is None:
+        return None
+    try:
+        done = subprocess.run([command], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def requirements_file(nvidia_smi_output: str | None, python: tuple[int, int] = sys.version_info[:2]) -> Path | None:
+    """The GPU requirements for this driver and Python, or None: no driver, or one older than CUDA 12.
+    A driver newer than CUDA 13 runs CUDA 13; on Python 3.10 a CUDA 13 driver gets the CUDA 12 file."""
+    version = cuda_version(nvidia_smi_output)
+    if version is None or version[0] < 12:
+        return None
+    if version[0] >= 13 and tuple(python) >= CU13_MIN_PYTHON:
+        return REQUIREMENTS[13]
+    return REQUIREMENTS[12]
+
+
+def choose(env: dict[str, str] | None = None, smi=nvidia_smi) -> tuple[Path | None, str]:
+    """(the requirements file to install or None, why), for this machine."""
+    env = os.environ if env is None else env
+    if env.get("YOLO_DEVICE", "auto") == "cpu":
+        return None, "YOLO_DEVICE=cpu: nothing installed for the GPU"
+    output = smi()
+    if output is None:
+        return None, "no NVIDIA driver here (nvidia-smi not found or failing): nothing installed for the GPU"
+    version = cuda_version(output)
+    path = requirements_file(output)
+    if path is None:
+        named = f"CUDA {version[0]}.{version[1]}" if version else "no CUDA version"
+        return None, f"the NVIDIA driver supports {named}; serving on the GPU needs CUDA 12 or newer: nothing installed for the GPU"
+    return path, f"NVIDIA driver for CUDA {version[0]}.{version[1]}: the GPU runtime from {path.name}"
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pins(path: Path, python: tuple[int, int] | None = None) -> dict[str, str]:
+    """{name: version} of the file's `name==version` lines whose marker holds for this Python
+    (or for `python`)."""
+    from packaging.markers import Marker
+
+    env = None if python is None else {"python_version": f"{python[0]}.{python[1]}",
+                                       "python_full_version": f"{python[0]}.{python[1]}.0"}
+    result = {}
+    for line in Path(path).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement, _, marker = (part.strip() for part in line.partition(";"))
+        if marker and not Marker(marker).evaluate(env):
+            continue
+        name, version = (part.strip() for part in requirement.split("=="))
+        result[_canonical(name)] = version
+    return result
+
+
+def _installed() -> dict[str, importlib.metadata.Distribution]:
+    return {_canonical(d.metadata["Name"]): d for d in importlib.metadata.distributions() if d.metadata["Name"]}
+
+
+def _libraries(dist: importlib.metadata.Distribution) -> list:
+    """Its shared libraries and extension modules (the files another package may overwrite)."""
+    return [f for f in dist.files or () if ".so" in f.name and not str(f).startswith("..")]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def damaged(names) -> list[str]:
+    """Those of the installed distributions `names` whose shared libraries are missing, or were
+    overwritten by another distribution that holds the same paths: onnxruntime-gpu after requirements.txt
+    put the CPU onnxruntime back (and its uninstall removed the files of both), nvidia-cudnn-cu12 after
+    PyTorch's nvidia-cudnn-cu13 was reinstalled into nvidia/cudnn/lib. pip sees neither."""
+    installed = _installed()
+    owners = defaultdict(set)
+    for name, dist in installed.items():
+        for f in _libraries(dist):
+            owners[str(f)].add(name)
+    result = []
+    for name in names:
+        dist = installed.get(name)
+        if dist is None:
+            continue
+        for f in _libraries(dist):
+            path = Path(dist.locate_file(f))
+            shared = len(owners[str(f)]) > 1
+            if not path.exists() or (shared and f.hash is not None and _sha256(path) != f.hash.value):
+                result.append(name)
+                break
+    return result
+
+
+def _pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *args], check=True)
+
+
+def install(path: Path) -> None:
+    """Install the file's pins here: first uninstall what holds the same modules (the CPU onnxruntime,
+    the other CUDA major's CuPy and nvImageCodec; for CUDA 13 the whole CUDA 12 runtime, after a driver
+    upgrade), then pip, then reinstall whatever pinned package another one has overwritten or removed."""
+    wanted = pins(path)
+    installed = _installed()
+    replaced = set(REPLACED)
+    if path == REQUIREMENTS[13]:  # the CUDA 12 runtime goes too (none of it is PyTorch's, which is CUDA 13)
+        replaced |= {name for name in pins(REQUIREMENTS[12]) if name.endswith("-cu12")}
+    replaced = sorted(name for name in replaced if name in installed and name not in wanted)
+    if replaced:
+        _pip("uninstall", "--quiet", "--yes", *replaced)
+    # --no-warn-conflicts: the project's own metadata names `onnxruntime`, which onnxruntime-gpu provides
+    _pip("install", "--quiet", "--no-warn-conflicts", "-r", str(path))
+    broken = damaged(wanted)
+    if broken:
+        print(f"reinstalling {', '.join(broken)}: another package had overwritten or removed its libraries", flush=True)
+        _pip("install", "--quiet", "--no-deps", "--force-reinstall", *(f"{name}=={wanted[name]}" for name in broken))
+        still = damaged(broken)
+        if still:
+            raise SystemExit(f"{', '.join(still)}: libraries still missing or overwritten after reinstalling")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--install", action="store_true", help="install the chosen requirements into this environment")
+    parser.add_argument("--stamp", type=Path, help="file written once the choice is done (installed, or nothing to install)")
+    args = parser.parse_args(argv)
+    path, why = choose()
+    print(f"GPU runtime: {why}", flush=True)
+    if args.install and path is not None:
+        print(f"Installing {path.name} into {sys.prefix} (CuPy, nvImageCodec, ONNX Runtime GPU, CUDA libraries) ...", flush=True)
+        install(path)
+        print(f"Installed {path.name}: `make serve` serves on the GPU (YOLO_DEVICE=cpu serves on the CPU).", flush=True)
+    if args.install and args.stamp and os.environ.get("YOLO_DEVICE", "auto") != "cpu":
+        # YOLO_DEVICE=cpu leaves no stamp, so a later `make serve` without it still installs the GPU runtime
+        args.stamp.write_text(f"{path.name if path else 'none'}: {why}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
