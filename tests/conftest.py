@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from yolo_triton.contract import VARIANTS
-from yolo_triton.repository import ROOT, write_repository
+from yolo_triton.repository import ROOT, TEST_DATA, write_repository
 from yolo_triton.server import TritonServer, free_ports
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics: no update or hub checks
 
-SHARED_DATA = Path(os.environ.get("YOLO_TEST_DATA", ROOT.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("YOLO_TEST_DATA", TEST_DATA))
 WEIGHTS_DIR = SHARED_DATA / "weights"
 COCO_IMAGES = SHARED_DATA / "coco128" / "images" / "train2017"
 YOLO_TRITON = Path(sys.executable).parent / "yolo-triton"  # the entry point `make install` puts in the venv

@@ -19,7 +19,9 @@ import argparse
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +84,7 @@ DEVICES = ("auto", "gpu", "cpu")
 
 # GPU targets, from perf_analyzer runs on an H100 (benchmarks/RESULTS.md, "GPU serving settings"):
 GPU_PREPROCESS_INSTANCES = 4  # preprocess alone at 256 in flight: 1,282 images/s with 2, 2,069 with 4
-GPU_DETECTOR_INSTANCES = 1  # detector alone at 256: 972 images/s with 1, 883 with 2 (they share the GPU)
+GPU_DETECTOR_INSTANCES = 1  # detector alone at 128-256 in flight: 1,085-1,107 images/s with 1, 856-883 with 2 (one GPU)
 GPU_PREFER_NHWC = "0"  # ONNX Runtime's NHWC convolutions, FP16 graph at batch 128: 1,442 images/s, NCHW 1,804
 GPU_QUEUE_DELAY_US = 0  # an instance that is free takes what is queued; under load batches form while it works
 
@@ -193,7 +195,25 @@ def ensemble_config(v: Variant) -> str:
             + f"ensemble_scheduling {{\n  step [\n{steps}\n  ]\n}}\n")
 
 
-def resolve_weights(env: dict[str, str] | None = None) -> dict[str, str]:
+# Where the project's test weights lie (tests and `make serve` offline): the YOLO_TEST_DATA folder
+TEST_DATA = ROOT.parent / "shared" / "data"
+WEIGHTS_HOST = ("github.com", 443)  # where Ultralytics downloads its release assets from
+
+
+class NoWeights(Exception):
+    """Nothing named, nothing downloadable, no test weights: what the user must set."""
+
+
+def network_available(timeout: float = 2.0) -> bool:
+    """Whether Ultralytics could download weights now (a TCP connection to its assets' host)."""
+    try:
+        socket.create_connection(WEIGHTS_HOST, timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def resolve_weights(env: dict[str, str] | None = None, online=None) -> dict[str, str]:
     """Variant name -> weights to export, from the environment:
 
     YOLO_MODELS       comma-separated variants to serve (default: the one YOLO_WEIGHTS names,
@@ -201,7 +221,9 @@ def resolve_weights(env: dict[str, str] | None = None) -> dict[str, str]:
     YOLO_WEIGHTS      one .pt file; it serves the variant whose weights have its file name
                       (yolo11n.pt -> yolov11_nano), or the single variant named in YOLO_MODELS
     YOLO_WEIGHTS_DIR  a folder of .pt files named as in the variant table
-    otherwise         the bare file name, which Ultralytics downloads
+    otherwise         the bare file name, which Ultralytics downloads; with no network, the test
+                      weights of YOLO_TEST_DATA (default ../shared/data) if it holds them (saying
+                      so in one line), else NoWeights naming what to set
     """
     env = os.environ if env is None else env
     names = [n.strip() for n in env.get("YOLO_MODELS", "").split(",") if n.strip()]
@@ -227,7 +249,17 @@ def resolve_weights(env: dict[str, str] | None = None) -> dict[str, str]:
         if missing or not chosen:
             raise FileNotFoundError(f"weights not found: {missing or folder}")
         return {n: str(folder / VARIANTS[n].weights) for n in chosen}
-    return {n: VARIANTS[n].weights for n in (names or contract.DEFAULT_VARIANTS)}
+    chosen = names or list(contract.DEFAULT_VARIANTS)
+    if (online or network_available)():
+        return {n: VARIANTS[n].weights for n in chosen}
+    test_weights = Path(env.get("YOLO_TEST_DATA", TEST_DATA)) / "weights"
+    if all((test_weights / VARIANTS[n].weights).is_file() for n in chosen):
+        print(f"No network to download weights: serving the project's test weights from {test_weights} "
+              f"(trained on coco128 only, see the README there); set YOLO_WEIGHTS or YOLO_WEIGHTS_DIR for yours.", flush=True)
+        return {n: str(test_weights / VARIANTS[n].weights) for n in chosen}
+    raise NoWeights(f"No weights for {', '.join(chosen)}: no network to download them and none in {test_weights}. "
+                    "Set YOLO_WEIGHTS=/path/to/weights.pt (with YOLO_MODELS=<variant> for another file name) "
+                    "or YOLO_WEIGHTS_DIR=/folder/of/weights.")
 
 
 def _export_key(v: Variant, weights: str, target: Target, precision: str) -> str:
@@ -311,7 +343,12 @@ def main():
     args = parser.parse_args()
     target = choose_target(args.target)
     print(f"target {target}: {TARGETS[target].description}", flush=True)
-    print(write_repository(args.out, resolve_weights(), target, os.environ.get("YOLO_PRECISION") or None))
+    try:
+        weights = resolve_weights()
+    except NoWeights as e:
+        print(e, file=sys.stderr)
+        raise SystemExit(2) from None
+    print(write_repository(args.out, weights, target, os.environ.get("YOLO_PRECISION") or None))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
-from yolo_triton.repository import DEFAULT_OUT, ROOT, TARGETS, choose_target, resolve_weights, write_repository
+from yolo_triton.repository import DEFAULT_OUT, ROOT, TARGETS, NoWeights, choose_target, resolve_weights, write_repository
 from yolo_triton.server import TritonServer, gpu_server_args
 
 FIRST_REQUEST = """\
@@ -33,7 +34,11 @@ def main():
     parser.add_argument("--repository", type=Path, default=DEFAULT_OUT, help="where to write the model repository")
     args = parser.parse_args()
 
-    weights = resolve_weights()
+    try:
+        weights = resolve_weights()
+    except NoWeights as e:
+        print(e, file=sys.stderr)
+        raise SystemExit(2) from None
     target = choose_target()
     print(f"Serving on the {'GPU' if TARGETS[target].on_gpu else 'CPU'}: detector target {target} "
           f"({TARGETS[target].description}).", flush=True)
