@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from yolo_triton.contract import VARIANTS
-from yolo_triton.repository import ROOT, TEST_DATA, write_repository
+from yolo_triton.repository import TEST_DATA, write_repository
 from yolo_triton.server import TritonServer, free_ports
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics: no update or hub checks
