@@ -4,9 +4,13 @@ Triton 2.51 keeps reporting a model ready after its Python-backend stub died (ki
 memory): every request to it then fails with "Stub process '<model>_0_0' is not healthy" until the
 server restarts, while /v2/health/live and /v2/health/ready stay 200 (tests/L0_cpu_ensemble/
 test_stub_fault.py). This check fails in that state, so an orchestrator restarts the server
-(the Helm chart's liveness probe runs it):
+(the Helm chart's liveness probe runs it; docker compose's healthcheck runs it with
+--kill-server 1, since compose restarts a container only when its process exits):
 
-    python -m yolo_triton.canary [--url 127.0.0.1:8000]     # exit 0: all answer; 1: names the failures
+    python -m yolo_triton.canary [--url 127.0.0.1:8000] [--kill-server PID]
+        exit 0: every ensemble answers; 1: names the failures (and, with --kill-server, sends PID a
+        SIGTERM when the server says it is ready but an ensemble failed --attempts times in a row:
+        a loading server is never killed)
 
 It needs only the standard library, Pillow and numpy (as in the Triton image). With the chart's
 restricted repository API, the admin key comes from TRITON_ADMIN_KEY (header TRITON_ADMIN_HEADER).
@@ -18,8 +22,10 @@ import argparse
 import io
 import json
 import os
+import signal
 import struct
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -65,19 +71,39 @@ def infer(base: str, model: str, image: bytes, timeout: float) -> str | None:
     return None if status == 200 else f"HTTP {status}: {body[:300].decode(errors='replace')}"
 
 
+def ready(base: str, timeout: float) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="127.0.0.1:8000", help="Triton's HTTP address")
     parser.add_argument("--timeout", type=float, default=8.0, help="seconds per request")
+    parser.add_argument("--attempts", type=int, default=3, help="tries of a failing ensemble before it counts as failed")
+    parser.add_argument("--kill-server", type=int, metavar="PID", help="SIGTERM this process when a ready server fails")
     args = parser.parse_args(argv)
     base, image = f"http://{args.url}", tiny_jpeg()
     try:
-        failures = {m: e for m in ensembles(base, args.timeout) if (e := infer(base, m, image, args.timeout))}
+        failures = {}
+        for model in ensembles(base, args.timeout):
+            for attempt in range(args.attempts):  # a request refused under a burst is no dead model
+                failures[model] = infer(base, model, image, args.timeout)
+                if failures[model] is None:
+                    del failures[model]
+                    break
+                time.sleep(1.0)
     except (OSError, RuntimeError) as e:
         print(f"canary: {e}", file=sys.stderr)
         return 1
     for model, error in failures.items():
         print(f"canary: {model}: {error}", file=sys.stderr)
+    if failures and args.kill_server and ready(base, args.timeout):
+        print(f"canary: the server says it is ready but cannot serve: SIGTERM to {args.kill_server}", file=sys.stderr)
+        os.kill(args.kill_server, signal.SIGTERM)
     return 1 if failures else 0
 
 

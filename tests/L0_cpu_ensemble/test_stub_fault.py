@@ -4,7 +4,9 @@ What Triton 2.51 does, and what this test holds it to: requests already at that 
 later one fail at once with a clear error naming the unhealthy stub (no hang, no wrong answer);
 the other models keep serving; the server process stays up; the stub is not restarted, and
 /v2/health/live and /v2/health/ready stay 200. `python -m yolo_triton.canary` (a real inference
-per ensemble) does notice, so an orchestrator can restart the server (README: Limits and errors)."""
+per ensemble) does notice: run as the Helm chart's liveness probe it fails (the pod is restarted),
+run as docker compose's healthcheck it stops the server (compose's restart policy starts it again);
+on a healthy server both pass and stop nothing (README: Limits and errors)."""
 
 import os
 import shutil
@@ -17,8 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import tritonclient.grpc as grpcclient
+import yaml
 
 from yolo_triton.client.core import image_input
+from yolo_triton.repository import ROOT
 from yolo_triton.server import TritonServer, free_ports
 
 VICTIM, BYSTANDER = "yolov11_nano", "yolov8_nano"
@@ -42,13 +46,28 @@ def stub_of(server, model: str) -> int:
     return pid
 
 
-def canary(server) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "yolo_triton.canary", "--url", server.http_url],
+def canary(server, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "yolo_triton.canary", "--url", server.http_url, *extra],
                           capture_output=True, text=True, timeout=120)
 
 
+def chart_probe(server) -> subprocess.CompletedProcess:
+    """The chart's liveness probe (test_helm_chart.py checks the rendered command is this one)."""
+    return canary(server, "--attempts", "1")
+
+
+def compose_healthcheck(server) -> subprocess.CompletedProcess:
+    """docker-compose.yml's healthcheck command, with this server's address and PID for PID 1."""
+    test = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["triton"]["healthcheck"]["test"]
+    assert test[:4] == ["CMD", "python3", "-m", "yolo_triton.canary"]
+    args = [server.http_url if a == "127.0.0.1:8000" else str(server.process.pid) if a == "1" else a for a in test[4:]]
+    assert args == ["--url", server.http_url, "--kill-server", str(server.process.pid)]
+    return canary(server, *args[2:])
+
+
 def test_killed_stub_fails_its_requests_cleanly_and_the_canary_notices(server, test_images):
-    assert canary(server).returncode == 0
+    assert canary(server).returncode == chart_probe(server).returncode == compose_healthcheck(server).returncode == 0
+    assert server.process.poll() is None  # a healthy server is left alone
     photo = test_images[0].read_bytes()
 
     def request(model):
@@ -73,3 +92,8 @@ def test_killed_stub_fails_its_requests_cleanly_and_the_canary_notices(server, t
     assert httpx.get(f"{base}/v2/health/ready").status_code == 200
     found = canary(server)
     assert found.returncode == 1 and f"canary: {VICTIM}:" in found.stderr and BYSTANDER not in found.stderr, found.stderr
+    assert chart_probe(server).returncode == 1  # the pod would be restarted
+    assert server.process.poll() is None
+    healthcheck = compose_healthcheck(server)
+    assert healthcheck.returncode == 1 and f"SIGTERM to {server.process.pid}" in healthcheck.stderr, healthcheck.stderr
+    assert server.process.wait(120) is not None  # the server stopped: compose's restart policy starts it anew

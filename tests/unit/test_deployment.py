@@ -126,8 +126,12 @@ def test_compose_triton_service(compose):
     assert "--model-control-mode=none" in triton["command"]
     assert all(f"--backend-config={c}" in triton["command"] for c in PYTHON_BACKEND_CONFIG)  # as the embedded server
     assert sorted(triton["ports"]) == [f"127.0.0.1:{p}:{p}/tcp" for p in (8000, 8001, 8002)]  # BIND_ADDRESS unset
-    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    assert triton["healthcheck"]["test"] == HEALTHCHECK  # a real inference; test_stub_fault.py runs it
+    assert triton["restart"] == "unless-stopped"  # the healthcheck stops a server that cannot serve: this restarts it
     assert triton["shm_size"] and int(triton["ulimits"]["memlock"]) == -1
+
+
+HEALTHCHECK = ["CMD", "python3", "-m", "yolo_triton.canary", "--url", "127.0.0.1:8000", "--kill-server", "1"]
 
 
 def test_compose_perf_analyzer_from_the_sdk_image(compose):

@@ -57,6 +57,10 @@ def _triton(objects):
     return container
 
 
+# the probe test_stub_fault.py runs against a real server, healthy and with a dead stub
+LIVENESS_COMMAND = ["python3", "-m", "yolo_triton.canary", "--url", "127.0.0.1:8000", "--attempts", "1"]
+
+
 def test_gpu_profile():
     objects = render("default")
     pod = objects["Deployment"]["spec"]["template"]["spec"]
@@ -66,7 +70,9 @@ def test_gpu_profile():
     assert "\ntarget=tensorrt\n" in build["command"][-1] and "nvidia-smi --query-gpu=name" in build["command"][-1]
     assert "YOLO_PREPROCESS_DEVICE" not in json.dumps(build)  # preprocessing follows the target
     assert {"path": "/v2/health/ready", "port": "http"} == triton["readinessProbe"]["httpGet"] == triton["startupProbe"]["httpGet"]
-    assert triton["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    liveness = triton["livenessProbe"]  # by inference by default: /v2/health/live misses a dead stub
+    assert liveness["exec"]["command"] == LIVENESS_COMMAND and "httpGet" not in liveness
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] <= 120 and liveness["timeoutSeconds"] > 8  # one request of 8 s
     startup = triton["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
     assert {p["containerPort"] for p in triton["ports"]} == {8000, 8001, 8002}
