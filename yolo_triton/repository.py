@@ -86,6 +86,17 @@ DEVICES = ("auto", "gpu", "cpu")
 GPU_PREPROCESS_INSTANCES = 4  # preprocess alone at 256 in flight: 1,282 images/s with 2, 2,069 with 4
 GPU_DETECTOR_INSTANCES = 1  # detector alone at 128-256 in flight: 1,085-1,107 images/s with 1, 856-883 with 2 (one GPU)
 GPU_PREFER_NHWC = "0"  # ONNX Runtime's NHWC convolutions, FP16 graph at batch 128: 1,442 images/s, NCHW 1,804
+# With one `preprocess` instance on the CPU, Triton 2.51 left a request in the queue for ~500 ms
+# once every few dozen at one or two in flight (perf_analyzer, preprocess alone: p50 6.6 ms,
+# p99 506 ms, with or without queue delay, over gRPC or shared memory): one that arrives while the
+# instance is still finishing the previous one waits for a free instance up to the dynamic
+# batcher's default wait, 500 ms (default_wait_microseconds in Triton core's
+# dynamic_batch_scheduler.cc). With a second instance one is free: p50 7.2 ms, p99 10.8 ms.
+CPU_PREPROCESS_INSTANCES = 2
+# The detector alone had the same tail with one instance (p50 68 ms, p99 600 ms at one in flight);
+# with two (sharing the cores: ONNX Runtime's threads do not spin, onnxruntime_detector.py) p50 62 ms,
+# p99 97 ms, and the same throughput, 15-17 images/s at 1-8 in flight on 2 cores.
+CPU_DETECTOR_INSTANCES = 2
 GPU_QUEUE_DELAY_US = 0  # an instance that is free takes what is queued; under load batches form while it works
 
 
@@ -117,13 +128,14 @@ def preprocess_config(variants: list[Variant], target: str = "onnxruntime-cpu") 
                             kind="KIND_GPU", parameters={"imgsz": str(imgsz), "device": "gpu"},
                             instances=GPU_PREPROCESS_INSTANCES, queue_delay_us=GPU_QUEUE_DELAY_US)
     return model_config(PREPROCESS_MODEL, PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
-                        parameters={"imgsz": str(imgsz), "device": "cpu"})
+                        parameters={"imgsz": str(imgsz), "device": "cpu"}, instances=CPU_PREPROCESS_INSTANCES)
 
 
 def detector_config(v: Variant, target: str = "onnxruntime-cpu") -> str:
     t = TARGETS[target]
     if not t.on_gpu:
-        return model_config(v.detector, t.runtime, v.max_batch_size, v.detector_inputs, v.outputs, v.preferred_batch_sizes)
+        return model_config(v.detector, t.runtime, v.max_batch_size, v.detector_inputs, v.outputs, v.preferred_batch_sizes,
+                            instances=CPU_DETECTOR_INSTANCES)
     parameters, extra = None, ""
     if t.name == "onnxruntime-gpu":
         parameters = onnxruntime_gpu_parameters(v.max_batch_size)

@@ -1,4 +1,5 @@
-"""A server fault: the Python-backend stub of one detector killed (SIGKILL) under load.
+"""A server fault: the Python-backend stubs of one detector (each of its instances) killed (SIGKILL)
+under load.
 
 What Triton 2.51 does, and what this test holds it to: requests already at that model and every
 later one fail at once with a clear error naming the unhealthy stub (no hang, no wrong answer);
@@ -22,7 +23,7 @@ import tritonclient.grpc as grpcclient
 import yaml
 
 from yolo_triton.client.core import image_input
-from yolo_triton.repository import ROOT
+from yolo_triton.repository import CPU_DETECTOR_INSTANCES, ROOT
 from yolo_triton.server import TritonServer, free_ports
 
 VICTIM, BYSTANDER = "yolov11_nano", "yolov8_nano"
@@ -40,10 +41,12 @@ def server(model_repository, tmp_path):
     server.stop()
 
 
-def stub_of(server, model: str) -> int:
+def stubs_of(server, model: str) -> list[int]:
+    """The stub processes of the model's detector instances."""
     children = subprocess.run(["pgrep", "-P", str(server.process.pid), "-a"], capture_output=True, text=True).stdout
-    (pid,) = [int(line.split()[0]) for line in children.splitlines() if f"/{model}_detector/1/model.py" in line]
-    return pid
+    pids = [int(line.split()[0]) for line in children.splitlines() if f"/{model}_detector/1/model.py" in line]
+    assert len(pids) == CPU_DETECTOR_INSTANCES, children
+    return pids
 
 
 def canary(server, *extra: str) -> subprocess.CompletedProcess:
@@ -80,11 +83,12 @@ def test_killed_stub_fails_its_requests_cleanly_and_the_canary_notices(server, t
 
     with ThreadPoolExecutor(4) as pool:
         before = list(pool.map(request, [VICTIM] * 8))
-        os.kill(stub_of(server, VICTIM), signal.SIGKILL)
+        for pid in stubs_of(server, VICTIM):  # every instance of the detector
+            os.kill(pid, signal.SIGKILL)
         time.sleep(1)
         after = list(pool.map(request, [VICTIM, BYSTANDER] * 8))
     assert before == ["ok"] * 8
-    assert all("Stub process 'yolov11_nano_detector_0_0' is not healthy" in r for r in after[0::2]), after[0::2]
+    assert all("Stub process 'yolov11_nano_detector_0_" in r and "is not healthy" in r for r in after[0::2]), after[0::2]
     assert after[1::2] == ["ok"] * 8  # the other model is unaffected
     assert server.process.poll() is None
     base = f"http://{server.http_url}"

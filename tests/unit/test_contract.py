@@ -7,7 +7,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from yolo_triton.contract import IMAGE_INPUT, PREPROCESS_MODEL, VARIANTS, detection_outputs
-from yolo_triton.repository import (GPU_DETECTOR_INSTANCES, GPU_PREFER_NHWC, GPU_PREPROCESS_INSTANCES, GPU_QUEUE_DELAY_US, QUEUE_BATCHES,
+from yolo_triton.repository import (CPU_PREPROCESS_INSTANCES, GPU_DETECTOR_INSTANCES, GPU_PREFER_NHWC, GPU_PREPROCESS_INSTANCES, GPU_QUEUE_DELAY_US, QUEUE_BATCHES,
                                     TARGETS, choose_target, detector_config, ensemble_config, preprocess_config)
 
 DTYPE = model_config_pb2.DataType
@@ -104,7 +104,7 @@ def test_preprocess_config_serves_every_variant():
     assert _io(config.input) == _spec([IMAGE_INPUT])
     assert _io(config.output) == _spec(variants[0].detector_inputs)
     assert config.parameters["imgsz"].string_value == "640" and config.parameters["device"].string_value == "cpu"
-    assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    assert [(g.kind, g.count) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_CPU, CPU_PREPROCESS_INSTANCES)]
     for target in (t for t in TARGETS.values() if t.on_gpu):  # every GPU target decodes on the GPU
         gpu = _parse(preprocess_config(variants, target.name))
         assert [(g.kind, g.count) for g in gpu.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_GPU, GPU_PREPROCESS_INSTANCES)]
