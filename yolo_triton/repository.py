@@ -123,12 +123,11 @@ def preprocess_config(variants: list[Variant], target: str = "onnxruntime-cpu") 
     imgsz = sizes.pop()
     max_batch = max(v.max_batch_size for v in variants)
     preferred = tuple(sorted({b for v in variants for b in v.preferred_batch_sizes}))
-    if TARGETS[target].on_gpu:
-        return model_config(PREPROCESS_MODEL, PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
-                            kind="KIND_GPU", parameters={"imgsz": str(imgsz), "device": "gpu"},
-                            instances=GPU_PREPROCESS_INSTANCES, queue_delay_us=GPU_QUEUE_DELAY_US)
+    gpu = TARGETS[target].on_gpu
     return model_config(PREPROCESS_MODEL, PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
-                        parameters={"imgsz": str(imgsz), "device": "cpu"}, instances=CPU_PREPROCESS_INSTANCES)
+                        kind="KIND_GPU" if gpu else "KIND_CPU", parameters={"imgsz": str(imgsz), "device": "gpu" if gpu else "cpu"},
+                        instances=GPU_PREPROCESS_INSTANCES if gpu else CPU_PREPROCESS_INSTANCES,
+                        queue_delay_us=GPU_QUEUE_DELAY_US if gpu else QUEUE_DELAY_US)
 
 
 def detector_config(v: Variant, target: str = "onnxruntime-cpu") -> str:
