@@ -93,10 +93,11 @@ GPU_PREFER_NHWC = "0"  # ONNX Runtime's NHWC convolutions, FP16 graph at batch 1
 # batcher's default wait, 500 ms (default_wait_microseconds in Triton core's
 # dynamic_batch_scheduler.cc). With a second instance one is free: p50 7.2 ms, p99 10.8 ms.
 CPU_PREPROCESS_INSTANCES = 2
-# The detector alone had the same tail with one instance (p50 68 ms, p99 600 ms at one in flight);
-# with two (sharing the cores: ONNX Runtime's threads do not spin, onnxruntime_detector.py) p50 62 ms,
-# p99 97 ms, and the same throughput, 15-17 images/s at 1-8 in flight on 2 cores.
-CPU_DETECTOR_INSTANCES = 2
+# The detector alone has the same tail (p50 68 ms, p99 600 ms at one in flight). Two instances
+# removed it (p50 62 ms, p99 97 ms, same throughput) but double its peak memory (5.7 GB for a
+# yolo11m stub at batch 32: out of memory on 24 GB with every variant loaded): one it stays. In the
+# ensemble the tail does not show (p50 71 ms, p99 85 ms): requests reach the detector from preprocess.
+CPU_DETECTOR_INSTANCES = 1
 GPU_QUEUE_DELAY_US = 0  # an instance that is free takes what is queued; under load batches form while it works
 
 
