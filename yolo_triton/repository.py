@@ -86,17 +86,12 @@ DEVICES = ("auto", "gpu", "cpu")
 GPU_PREPROCESS_INSTANCES = 4  # preprocess alone at 256 in flight: 1,282 images/s with 2, 2,069 with 4
 GPU_DETECTOR_INSTANCES = 1  # detector alone at 128-256 in flight: 1,085-1,107 images/s with 1, 856-883 with 2 (one GPU)
 GPU_PREFER_NHWC = "0"  # ONNX Runtime's NHWC convolutions, FP16 graph at batch 128: 1,442 images/s, NCHW 1,804
-# With one `preprocess` instance on the CPU, Triton 2.51 left a request in the queue for ~500 ms
-# once every few dozen at one or two in flight (perf_analyzer, preprocess alone: p50 6.6 ms,
-# p99 506 ms, with or without queue delay, over gRPC or shared memory): one that arrives while the
-# instance is still finishing the previous one waits for a free instance up to the dynamic
-# batcher's default wait, 500 ms (default_wait_microseconds in Triton core's
-# dynamic_batch_scheduler.cc). With a second instance one is free: p50 7.2 ms, p99 10.8 ms.
-CPU_PREPROCESS_INSTANCES = 2
-# The detector alone has the same tail (p50 68 ms, p99 600 ms at one in flight). Two instances
-# removed it (p50 62 ms, p99 97 ms, same throughput) but double its peak memory (5.7 GB for a
-# yolo11m stub at batch 32: out of memory on 24 GB with every variant loaded): one it stays. In the
-# ensemble the tail does not show (p50 71 ms, p99 85 ms): requests reach the detector from preprocess.
+# On the CPU one instance each (benchmarks/RESULTS.md, "Tail latency at low load"): a second
+# instance removes a 500 ms tail that Triton 2.51's dynamic batcher gives a request arriving while
+# the only instance finishes the previous one (preprocess alone at c=1: p99 506 -> 11 ms), but with
+# a second `preprocess` the test suite was killed for memory on a 24 GB machine, and a second
+# detector doubles its peak memory (a yolo11m stub: 5.7 GB at batch 32).
+CPU_PREPROCESS_INSTANCES = 1
 CPU_DETECTOR_INSTANCES = 1
 GPU_QUEUE_DELAY_US = 0  # an instance that is free takes what is queued; under load batches form while it works
 
