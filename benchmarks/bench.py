@@ -166,7 +166,7 @@ def ultralytics_loop(weights: str, v: Variant, paths: list[Path], count: int) ->
 
 # --- perf_analyzer ------------------------------------------------------------------------------
 def perf_analyzer_binary() -> tuple[str, dict]:
-    """$PERF_ANALYZER if set (the device recipe), else the tritonclient wheel's perf_analyzer 2.51,
+    """$PERF_ANALYZER if set (set on the GPU machine, tests/device/README.md), else the tritonclient wheel's perf_analyzer 2.51,
     which needs libb64.so.0d and libcudart.so.12: the nvidia-pytriton wheel carries both under
     hashed names."""
     if "PERF_ANALYZER" in os.environ:

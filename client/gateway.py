@@ -1,4 +1,4 @@
-"""The seed's HTTP flow, kept for the apps that call it: `POST /predict/{model}` with an uploaded
+"""An upload-a-file HTTP flow, for the apps that want one: `POST /predict/{model}` with an uploaded
 image file, JSON detections back. A thin FastAPI app in front of Triton: it forwards the uploaded
 bytes untouched to the ensemble (gRPC by default), so decoding, NMS and box mapping stay on the
 server; OpenAPI schema at /openapi.json, docs at /docs.

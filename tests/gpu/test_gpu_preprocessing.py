@@ -1,4 +1,4 @@
-"""GPU preprocessing where a GPU is (the lent H100 runs the full set: tests/device/README.md):
+"""GPU preprocessing where a GPU is (an H100 runs the full set: tests/device/README.md):
 letterbox parity with the CPU letterbox (= Ultralytics' LetterBox) within 1 level, per-image
 fallback and per-image errors. Skipped, with the reason, on machines without a GPU (CI)."""
 

@@ -1,6 +1,6 @@
 """export/build_engine.py and the TensorRT repository, against a stand-in of TensorRT's Python API.
 
-TensorRT cannot be installed on these machines (../shared/NOTES.md), so FakeTensorRT below records
+TensorRT cannot be installed on these machines (its wheels download from NVIDIA's own index), so FakeTensorRT below records
 what the build asks of it. What it proves: the plugins are registered before parsing, a strongly
 typed network with no precision flags (the graph's own types decide: FP16 network, FP32 NMS and
 box mapping, checked on the graph itself), one profile per input (1 / largest preferred / max batch), the
