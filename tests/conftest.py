@@ -48,6 +48,24 @@ def model_repository(tmp_path_factory) -> Path:
     return write_repository(tmp_path_factory.mktemp("model_repository"), {n: str(weights_of(n)) for n in SERVED})
 
 
+# The session's server is stopped right after the last test that uses it (not at the end of the
+# session): its models' memory (ONNX Runtime arenas grown by the load tests, several GB) would
+# otherwise stay while the unit tests export and run graphs of their own, on a 24 GB machine.
+_SESSION_SERVERS: list[TritonServer] = []
+_LAST_SERVER_USER: list[str] = []
+
+
+def pytest_collection_modifyitems(items):
+    users = [item.nodeid for item in items if "triton" in getattr(item, "fixturenames", ())]
+    _LAST_SERVER_USER[:] = users[-1:]
+
+
+def pytest_runtest_teardown(item, nextitem):
+    if _LAST_SERVER_USER and item.nodeid == _LAST_SERVER_USER[0]:
+        for server in _SESSION_SERVERS:
+            server.stop()
+
+
 @pytest.fixture(scope="session")
 def triton(model_repository, tmp_path_factory):
     build = tmp_path_factory.mktemp("build")
@@ -57,6 +75,7 @@ def triton(model_repository, tmp_path_factory):
     except Exception:
         print((build / "tritonserver.log").read_text()[-5000:])
         raise
+    _SESSION_SERVERS.append(server)
     yield server
     server.stop()
     assert server.process.returncode == 0, f"tritonserver exited with {server.process.returncode}; see {server.log}"
