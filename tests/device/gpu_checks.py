@@ -17,13 +17,19 @@ Steps (default: ensemble,bench):
   network on ONNX Runtime GPU, NMS on the client; the ensemble through the same load generator.
 - ultralytics: Ultralytics' own predict loop (FP16, files from disk) in the image's PyTorch env.
 - soak: benchmarks/soak.py against the FP16 ensemble, GPU memory sampled too.
+- fuzz: hostile inputs (tests/fuzz_inputs.py, the CPU fuzz's generator) through the GPU
+  preprocessing in a worker process (gpu_fuzz.py), then one per request through the served FP16
+  ensemble among good photos: every input answered or refused with a message, every photo with
+  its own detections, the stubs still the same processes. FUZZ_INPUTS (20000) each way, FUZZ_SEED (0).
 Writes OUT_DIR/gpu_checks.json and prints a summary.
 """
 
+import base64
 import contextlib
 import json
 import os
 import platform
+import random
 import signal
 import struct
 import shutil
@@ -33,6 +39,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -254,6 +261,8 @@ def ensemble_accuracy(photos: list[Path], out_dir: Path, repository: Path) -> di
 
 SCRATCH = Path("/tmp/yolo_triton_device")
 ENSEMBLE_LEVELS = tuple(int(c) for c in os.environ.get("ENSEMBLE_LEVELS", "1,2,4,8,16,32,64,128,256").split(","))
+# the stages alone: at these levels both (e.g. 1,2 for the low-load tail), else preprocess at 256, detector at 128 and 256
+STAGE_LEVELS = (tuple(int(c) for c in os.environ["STAGE_LEVELS"].split(",")),) if os.environ.get("STAGE_LEVELS") else None
 
 
 def _inputs(photos: list[Path]) -> tuple[Path, Path]:
@@ -290,11 +299,12 @@ def bench(photos: list[Path], out_dir: Path) -> dict:
     model = _model()
     jpegs, letterboxed = _inputs(photos)
     rows, commands = [], {}
+    stage_levels = STAGE_LEVELS or ((256,), (128, 256))
     stages = [("ensemble", model, jpegs, ["image:1"], (), ENSEMBLE_LEVELS),
-              ("stage: preprocess (GPU)", "preprocess", jpegs, ["image:1"], (), (256,)),
+              ("stage: preprocess (GPU)", "preprocess", jpegs, ["image:1"], (), stage_levels[0]),
               # CUDA shared memory: the detector's inputs reach it in GPU memory, as from preprocess
               ("stage: detector (ONNX Runtime GPU, input in CUDA shared memory)", VARIANTS[model].detector, letterboxed, [],
-               ("--shared-memory=cuda",), (128, 256))]
+               ("--shared-memory=cuda",), stage_levels[-1])]
     with served(out_dir) as url:
         for path, name, data, shapes, extra, levels in stages:
             for c in levels:
@@ -493,6 +503,72 @@ def soak_gpu(photos: list[Path], out_dir: Path) -> dict:
             "growth_percent": report.growth_percent, "samples": report.samples}
 
 
+FUZZ_INPUTS = int(os.environ.get("FUZZ_INPUTS", "20000"))
+FUZZ_SEED = int(os.environ.get("FUZZ_SEED", "0"))
+
+
+def _stub_pids() -> list[int]:
+    found = subprocess.run(["pgrep", "-f", "triton_python_backend_stub"], capture_output=True, text=True).stdout
+    return sorted(int(p) for p in found.split())
+
+
+def fuzz(photos: list[Path], out_dir: Path) -> dict:
+    from gpu_fuzz import decoder_fuzz, fuzz_seeds
+    from fuzz_inputs import fuzz_input
+
+    report = {"decoder": decoder_fuzz(out_dir, FUZZ_INPUTS, FUZZ_SEED)}
+    print(json.dumps(report["decoder"], indent=1)[:3000], flush=True)
+    model, spec = _model(), VARIANTS[_model()]
+    rng, seeds = random.Random(f"served/{FUZZ_SEED}"), fuzz_seeds()
+    jobs = [fuzz_input(rng, seeds) for _ in range(FUZZ_INPUTS)] + [(f"good:{i % 16}", photos[i % 16].read_bytes())
+                                                                    for i in range(FUZZ_INPUTS // 3)]
+    rng.shuffle(jobs)
+
+    def send(job):
+        try:
+            return "answered", _infer(url, model, [job[1]])
+        except urllib.error.HTTPError as e:
+            return f"HTTP {e.code}", json.loads(e.read()).get("error", "")
+        except Exception as e:  # a lost connection, a timeout: the server or a stub in trouble
+            return "failed", f"{type(e).__name__}: {e}"[:200]
+
+    tally, failures = Counter(), []
+    with served(out_dir) as url:
+        alone = {i: _infer(url, model, [photos[i].read_bytes()]) for i in range(16)}
+        stubs = _stub_pids()
+        started = time.time()
+        with ThreadPoolExecutor(32) as pool:
+            for (kind, data), (outcome, answer) in zip(jobs, pool.map(send, jobs)):
+                if kind.startswith("good:"):
+                    counts = MatchCounts()
+                    own = alone[int(kind[5:])]
+                    if outcome == "answered":
+                        counts.add(kind, *(Detections.from_outputs(*(r[s.name][0] for s in spec.outputs)) for r in (own, answer)))
+                    fine = outcome == "answered" and counts.matched == counts.reference == counts.ours
+                    tally["good photos answered with their own detections" if fine else "good photos harmed"] += 1
+                    if not fine:
+                        failures.append({"kind": kind, "outcome": outcome, "answer": str(counts) if outcome == "answered" else answer})
+                elif outcome == "answered":
+                    n = int(answer["num_dets"][0][0])
+                    fine = 0 <= n <= spec.max_detections and np.isfinite(answer["det_boxes"]).all()
+                    tally["fuzz inputs answered" if fine else "fuzz inputs answered wrongly"] += 1
+                elif outcome == "HTTP 400" and answer:
+                    tally["fuzz inputs refused with a message"] += 1
+                else:
+                    tally["fuzz inputs failed otherwise"] += 1
+                    failures.append({"kind": kind, "outcome": outcome, "answer": answer[:300],
+                                     "data": base64.b64encode(data[:20000]).decode()})
+        seconds = time.time() - started
+        after = _stub_pids()
+        ready = urllib.request.urlopen(f"http://{url}/v2/health/ready").status == 200
+        last = _infer(url, model, [photos[0].read_bytes()])
+    report["served"] = {"fuzz_inputs": FUZZ_INPUTS, "good_photos": FUZZ_INPUTS // 3, "seed": FUZZ_SEED, "concurrency": 32,
+                        "seconds": round(seconds, 1), "outcomes": dict(tally), "failures": failures[:20],
+                        "stubs_same_processes": stubs == after, "stubs": [stubs, after], "ready_after": ready,
+                        "photo_after_has_detections": int(last["num_dets"][0][0]) > 0}
+    return report
+
+
 def main():
     out_dir = Path(sys.argv[1])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -506,7 +582,7 @@ def main():
              "ensemble": lambda: ensemble(photos, out_dir), "bench": lambda: bench(photos, out_dir),
              "tuning": lambda: tuning(photos, out_dir), "kernel": lambda: kernel(photos),
              "classical": lambda: classical(photos, out_dir), "ultralytics": lambda: ultralytics(photos, out_dir),
-             "soak": lambda: soak_gpu(photos, out_dir)}
+             "soak": lambda: soak_gpu(photos, out_dir), "fuzz": lambda: fuzz(photos, out_dir)}
     chosen = sys.argv[2].split(",") if len(sys.argv) > 2 else ["ensemble", "bench"]
     if os.environ.get("SETTINGS"):
         pre, det, nhwc = os.environ["SETTINGS"].split(",")
