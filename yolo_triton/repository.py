@@ -86,13 +86,12 @@ DEVICES = ("auto", "gpu", "cpu")
 GPU_PREPROCESS_INSTANCES = 4  # preprocess alone at 256 in flight: 1,282 images/s with 2, 2,069 with 4
 GPU_DETECTOR_INSTANCES = 1  # detector alone at 128-256 in flight: 1,085-1,107 images/s with 1, 856-883 with 2 (one GPU)
 GPU_PREFER_NHWC = "0"  # ONNX Runtime's NHWC convolutions, FP16 graph at batch 128: 1,442 images/s, NCHW 1,804
-# On the CPU one instance each (benchmarks/RESULTS.md, "Tail latency at low load"): a second
-# instance removes a 500 ms tail that Triton 2.51's dynamic batcher gives a request arriving while
-# the only instance finishes the previous one (preprocess alone at c=1: p99 506 -> 11 ms). A second
-# detector doubles its peak memory (a yolo11m stub: 5.7 GB at batch 32: out of memory on 24 GB with
-# every variant loaded); a second `preprocess` is cheap but has not yet passed the whole suite.
-CPU_PREPROCESS_INSTANCES = 1
-CPU_DETECTOR_INSTANCES = 1
+# On the CPU two instances each (benchmarks/RESULTS.md, "Tail latency at low load"): with one, a
+# request arriving while it finishes the previous one waits up to Triton 2.51's dynamic batcher's
+# default 500 ms (preprocess alone at c=1: p99 506 -> 11 ms with two). The CPU detector runs with
+# ONNX Runtime's memory arena off, so a second instance costs memory only while it executes.
+CPU_PREPROCESS_INSTANCES = 2
+CPU_DETECTOR_INSTANCES = 2
 GPU_QUEUE_DELAY_US = 0  # an instance that is free takes what is queued; under load batches form while it works
 
 

