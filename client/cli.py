@@ -103,7 +103,7 @@ def eval_command(args) -> int:
 
     images = labelled_images(args.images)
     with _detector(args) as detector:
-        ours = score(served_detections(detector.detect(images)), images)
+        ours = score(served_detections(detector.detect(images)), images, detector.class_names)
     lines = [f"{args.model} served at {detector.url}: {ours}"]
     if args.weights:  # val prints its own lines: ours come after them
         theirs = ultralytics_val(args.weights, images, args.model, rect=args.rect).scores

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -23,8 +24,7 @@ from typing import Iterable, Union
 
 import numpy as np
 
-from yolo_triton.client.coco import COCO_NAMES
-from yolo_triton.contract import IMAGE_INPUT, detection_outputs, is_ensemble
+from yolo_triton.contract import CLASS_NAMES_PARAMETER, IMAGE_INPUT, detection_outputs, is_ensemble
 
 DEFAULT_URLS = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}
 DEFAULT_MODEL = "yolov11_nano"
@@ -132,12 +132,21 @@ def image_input(images: list[bytes], protocol: str = "grpc"):
     return tensor
 
 
-def parse_result(result) -> list[tuple[Detection, ...]]:
-    """Per image of a response: its detections (the rows before num_dets; the rest is padding)."""
+def class_names(config: dict) -> tuple[str, ...]:
+    """The class names an ensemble publishes in its config (the weights' own names), from the model
+    config JSON of either protocol; () if it publishes none."""
+    config = config.get("config", config)  # gRPC wraps it
+    value = config.get("parameters", {}).get(CLASS_NAMES_PARAMETER, {}).get("string_value")
+    return tuple(json.loads(value)) if value else ()
+
+
+def parse_result(result, names: tuple[str, ...] = ()) -> list[tuple[Detection, ...]]:
+    """Per image of a response: its detections (the rows before num_dets; the rest is padding),
+    each class named by `names` (its id as text past their end)."""
     num, boxes, scores, classes = (result.as_numpy(spec.name) for spec in detection_outputs(0))
     return [
-        tuple(Detection(int(c), COCO_NAMES[int(c)], float(s), tuple(float(x) for x in b))
-              for b, s, c in zip(boxes[i, :n], scores[i, :n], classes[i, :n]))
+        tuple(Detection(int(c), names[c] if 0 <= c < len(names) else str(c), float(s), tuple(float(x) for x in b))
+              for b, s, c in zip(boxes[i, :n], scores[i, :n], classes[i, :n].tolist()))
         for i, n in enumerate(num.reshape(-1))
     ]
 
@@ -169,6 +178,7 @@ class AsyncDetector:
         self._module = tritonclient_module(protocol, aio=True)
         self._client = None
         self._slots: asyncio.Semaphore | None = None
+        self.class_names: tuple[str, ...] = ()  # the served model's, read by open()
 
     async def open(self) -> "AsyncDetector":
         """Connects, checks the model is served, and caps the batch size at the model's maximum."""
@@ -191,6 +201,7 @@ class AsyncDetector:
             await self.close()
             raise
         self.batch_size = min(self.batch_size, max(1, int(config.get("config", config)["max_batch_size"])))
+        self.class_names = class_names(config)
         return self
 
     async def _json(self, method, *args):
@@ -231,7 +242,7 @@ class AsyncDetector:
         inputs = [image_input(list(payloads), self.protocol)]
         for attempt in range(QUEUE_FULL_RETRIES + 1):
             try:
-                answered = parse_result(await self._client.infer(self.model, inputs))
+                answered = parse_result(await self._client.infer(self.model, inputs), self.class_names)
                 return [ImageResult(image.source, found) for image, found in zip(images, answered)]
             except self._module.InferenceServerException as e:
                 if "Exceeds maximum queue size" not in str(e) or attempt == QUEUE_FULL_RETRIES:

@@ -37,6 +37,11 @@ class Detector:
     def batch_size(self) -> int:
         return self._async.batch_size
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The served model's class names (from its weights)."""
+        return self._async.class_names
+
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 

@@ -20,9 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from yolo_triton.client.coco import COCO_NAMES
 from yolo_triton.client.core import IMAGE_SUFFIXES, Detection, ImageResult
-from yolo_triton.contract import VARIANTS
+from yolo_triton.contract import VARIANTS, Variant
 
 
 @dataclass(frozen=True)
@@ -80,13 +79,14 @@ def ground_truth(image: Path) -> tuple[np.ndarray, np.ndarray]:
     return rows[:, 0].astype(np.int64), boxes.reshape(-1, 4)
 
 
-def score(detections: list[Sequence[Detection]], images: list[Path]) -> Scores:
-    """mAP of each image's detections (sorted by score) against its labels, by Ultralytics' metric code."""
+def score(detections: list[Sequence[Detection]], images: list[Path], names: Sequence[str]) -> Scores:
+    """mAP of each image's detections (sorted by score) against its labels, by Ultralytics' metric
+    code; `names`: the model's class names."""
     import torch
     from ultralytics.models.yolo.detect import DetectionValidator
     from ultralytics.utils.metrics import DetMetrics, box_iou
 
-    metrics = DetMetrics(names=dict(enumerate(COCO_NAMES)))
+    metrics = DetMetrics(names=dict(enumerate(names)))
     with tempfile.TemporaryDirectory() as scratch:
         validator = DetectionValidator(save_dir=Path(scratch), args={"plots": False})
     instances = 0
@@ -113,9 +113,10 @@ class ValResult:
     predictions: dict[str, tuple[Detection, ...]]  # image file name -> val's detections, in its pixels
 
 
-def ultralytics_val(weights: Path, images: list[Path], model: str, rect: bool = False) -> ValResult:
-    """`ultralytics val` of the weights on the same images with the variant's settings, in a scratch
-    copy of the dataset (val writes a label cache beside the labels).
+def ultralytics_val(weights: Path, images: list[Path], model: str | Variant, rect: bool = False) -> ValResult:
+    """`ultralytics val` of the weights on the same images with the settings of the variant (or the
+    built-in variant of that name), in a scratch copy of the dataset (val writes a label cache
+    beside the labels); the classes are named as in the weights.
 
     rect=False feeds val the served geometry, every image letterboxed into imgsz x imgsz; it is what
     val does itself for Ultralytics' fixed-shape exports (ONNX, TensorRT). rect=True is its
@@ -124,7 +125,8 @@ def ultralytics_val(weights: Path, images: list[Path], model: str, rect: bool = 
 
     from ultralytics import YOLO
 
-    variant = VARIANTS[model]
+    variant = model if isinstance(model, Variant) else VARIANTS[model]
+    yolo = YOLO(str(weights))
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         for folder in "images", "labels":
@@ -134,11 +136,11 @@ def ultralytics_val(weights: Path, images: list[Path], model: str, rect: bool = 
             if label_path(image).exists():
                 shutil.copy2(label_path(image), root / "labels" / "val")
         data = root / "data.yaml"
-        names = "\n".join(f"  {i}: {name}" for i, name in enumerate(COCO_NAMES))
+        names = "\n".join(f"  {i}: {json.dumps(name)}" for i, name in yolo.names.items())
         data.write_text(f"path: {root}\ntrain: images/val\nval: images/val\nnames:\n{names}\n")
-        metrics = YOLO(str(weights)).val(data=str(data), imgsz=variant.imgsz, conf=variant.conf, iou=variant.iou,
-                                         max_det=variant.max_detections, rect=rect, batch=16, save_json=True,
-                                         plots=False, verbose=False, project=str(root / "runs"))
+        metrics = yolo.val(data=str(data), imgsz=variant.imgsz, conf=variant.conf, iou=variant.iou,
+                           max_det=variant.max_detections, rect=rect, batch=16, save_json=True,
+                           plots=False, verbose=False, project=str(root / "runs"))
         found = json.loads((Path(metrics.save_dir) / "predictions.json").read_text())
     # val's image_id: the file stem, as a number where it is one (COCO's 000000000196 -> 196)
     stems = {str(int(i.stem)) if i.stem.isnumeric() else i.stem: i.name for i in images}
@@ -146,7 +148,7 @@ def ultralytics_val(weights: Path, images: list[Path], model: str, rect: bool = 
     for p in sorted(found, key=lambda p: -p["score"]):  # COCO json: x, y, w, h; category_id = class + 1
         x, y, w, h = p["bbox"]
         c = p["category_id"] - 1
-        predictions[stems[str(p["image_id"])]].append(Detection(c, COCO_NAMES[c], p["score"], (x, y, x + w, y + h)))
+        predictions[stems[str(p["image_id"])]].append(Detection(c, yolo.names[c], p["score"], (x, y, x + w, y + h)))
     instances = sum(len(ground_truth_classes(image)) for image in images)
     scores = Scores(float(metrics.box.map), float(metrics.box.map50), len(images), instances)
     return ValResult(scores, {name: tuple(found) for name, found in predictions.items()})

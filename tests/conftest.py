@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from yolo_triton.contract import VARIANTS
+from yolo_triton.contract import BUILTIN_MODELS, VARIANTS, Variant
+from yolo_triton.models_file import load_models_file
 from yolo_triton.repository import TEST_DATA, write_repository
 from yolo_triton.server import TritonServer, free_ports
 
@@ -20,6 +22,11 @@ WEIGHTS_DIR = SHARED_DATA / "weights"
 COCO_IMAGES = SHARED_DATA / "coco128" / "images" / "train2017"
 YOLO_TRITON = Path(sys.executable).parent / "yolo-triton"  # the entry point `make install` puts in the venv
 SERVED = ("yolov11_nano", "yolov11_small", "yolov11_medium", "yolov8_nano", "yolov26_nano", "yolov11_nano_eval")
+# Served beside them from the same models file: a model of one's own (3 classes with their own
+# names, tests/fixtures/custom_weights.py) and the official YOLOv8n at two other input sizes.
+CUSTOM_MODEL = "pets"
+OTHER_SIZES = {"yolov8_nano_320": 320, "yolov8_nano_1280": 1280}
+ALL_SERVED = (*SERVED, CUSTOM_MODEL, *OTHER_SIZES)
 
 
 def ultralytics_assets() -> Path:
@@ -43,9 +50,33 @@ def weights_of(name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def model_repository(tmp_path_factory) -> Path:
-    """A repository freshly exported from the shared weights (the export is part of what is tested)."""
-    return write_repository(tmp_path_factory.mktemp("model_repository"), {n: str(weights_of(n)) for n in SERVED})
+def models_file(tmp_path_factory) -> Path:
+    """The session's models file: the built-in entries of SERVED with the shared weights, the
+    custom model (weights beside the file, named by a relative path) and OTHER_SIZES."""
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from custom_weights import make_custom_weights
+
+    folder = tmp_path_factory.mktemp("models")
+    make_custom_weights(weights_of("yolov8_nano"), folder / "pets.pt")
+    entries = {n: {**BUILTIN_MODELS[n], "weights": str(weights_of(n))} for n in SERVED}
+    entries[CUSTOM_MODEL] = {"weights": "pets.pt", "max_batch_size": 8}
+    for name, imgsz in OTHER_SIZES.items():
+        entries[name] = {"weights": str(weights_of("yolov8_nano")), "imgsz": imgsz, "max_batch_size": 8}
+    (folder / "models.yaml").write_text(yaml.safe_dump(entries, sort_keys=False))
+    return folder / "models.yaml"
+
+
+@pytest.fixture(scope="session")
+def served_models(models_file) -> dict[str, Variant]:
+    return load_models_file(models_file)
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory, models_file, served_models) -> Path:
+    """A repository freshly exported from the models file (the export is part of what is tested)."""
+    return write_repository(tmp_path_factory.mktemp("model_repository"), served_models, source=str(models_file))
 
 
 # The session's server is stopped right after the last test that uses it (not at the end of the
@@ -104,8 +135,13 @@ class Reference:
     `*_eval` variants the reference is `ultralytics val`'s own predictions (its saved JSON), since
     multi-label NMS is what val runs and predict cannot."""
 
-    def __init__(self):
+    def __init__(self, models: dict[str, Variant]):
+        self.models = models
         self.cache: dict[str, dict[Path, object]] = {}
+
+    def variant(self, name: str) -> Variant:
+        """The served model of that name, or the built-in variant with its test weights."""
+        return self.models.get(name) or replace(VARIANTS[name], weights=str(weights_of(name)))
 
     def __call__(self, name: str, images: list[Path]) -> dict:
         from ultralytics import YOLO
@@ -113,15 +149,15 @@ class Reference:
 
         done = self.cache.setdefault(name, {})
         todo = [p for p in images if p not in done]
-        if todo and VARIANTS[name].multi_label:
+        v = self.variant(name)
+        if todo and v.multi_label:
             from yolo_triton.client.evaluate import ultralytics_val
 
-            found = ultralytics_val(weights_of(name), todo, name).predictions
+            found = ultralytics_val(Path(v.weights), todo, v).predictions
             for path in todo:
                 done[path] = Detections.from_client(found[path.name])
         elif todo:
-            v = VARIANTS[name]
-            model = YOLO(str(weights_of(name)))
+            model = YOLO(v.weights)
             for path in todo:
                 result = model.predict(str(path), conf=v.conf, iou=v.iou, imgsz=v.imgsz, max_det=v.max_detections,
                                        rect=False, nms=False if v.nms_free else None, verbose=False)[0]
@@ -130,8 +166,8 @@ class Reference:
 
 
 @pytest.fixture(scope="session")
-def reference() -> Reference:
-    return Reference()
+def reference(served_models) -> Reference:
+    return Reference(served_models)
 
 
 MATCH_REPORT: list[str] = []

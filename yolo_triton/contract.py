@@ -6,7 +6,7 @@ these names, shapes and numbers from here, so none of them can drift from the ot
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -64,26 +64,34 @@ def letterboxed_images(imgsz: int) -> TensorSpec:
 # (pad_x, pad_y, scale_x, scale_y, width, height); original = (letterboxed - pad) / scale.
 LETTERBOX_PARAMS = TensorSpec("letterbox", "TYPE_FP32", (6,))
 
-PREPROCESS_MODEL = "preprocess"
+PREPROCESS_MODEL = "preprocess"  # of the 640 x 640 variants; other sizes: preprocess_<imgsz>
 DETECTOR_SUFFIX = "_detector"
+DEFAULT_IMGSZ = 640
+CLASS_NAMES_PARAMETER = "class_names"  # ensemble config parameter: the model's class names, a JSON list
+
+
+def preprocess_model(imgsz: int) -> str:
+    """The preprocess model shared by every variant of this input size."""
+    return PREPROCESS_MODEL if imgsz == DEFAULT_IMGSZ else f"{PREPROCESS_MODEL}_{imgsz}"
 
 
 def is_ensemble(model: str) -> bool:
-    """A model clients call: neither the shared preprocess model nor a variant's detector."""
-    return model != PREPROCESS_MODEL and not model.endswith(DETECTOR_SUFFIX)
+    """A model clients call: neither a preprocess model nor a variant's detector."""
+    return model != PREPROCESS_MODEL and not model.startswith(f"{PREPROCESS_MODEL}_") and not model.endswith(DETECTOR_SUFFIX)
 PADDING_VALUE = 114  # grey of Ultralytics' LetterBox
 
 
 # --- The variant table ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Variant:
-    """One served model: an ensemble named `name` = preprocess -> `{name}_detector`."""
+    """One served model: an ensemble named `name` = preprocess -> `{name}_detector`. The fields a
+    models file may set (yolo_triton/models_file.py) are the ones with defaults."""
 
     name: str
-    weights: str  # Ultralytics weights file name (what Ultralytics would download)
-    max_batch_size: int
-    preferred_batch_sizes: tuple[int, ...]
-    imgsz: int = 640
+    weights: str  # a .pt path, or a name Ultralytics downloads (yolo11n.pt)
+    max_batch_size: int = 64
+    preferred_batch_sizes: tuple[int, ...] = (8, 32, 64)
+    imgsz: int = DEFAULT_IMGSZ
     max_detections: int = 100  # K, rows of det_boxes / det_scores / det_classes
     conf: float = 0.25
     iou: float = 0.45
@@ -91,12 +99,18 @@ class Variant:
     # every (box, class) pair above conf is a candidate, as in Ultralytics' `val`; False: each box's
     # best class only, as in its `predict`
     multi_label: bool = False
+    nms_free: bool = False  # an end-to-end head (YOLO26, YOLOv10): top K by score above conf, no NMS
+    # from the weights (models_file.inspect_weights): the head's classes and their names
     num_classes: int = 80
-    nms_free: bool = False  # YOLO26's one-to-one head: top K by score above conf, no NMS
+    class_names: tuple[str, ...] = ()
 
     @property
     def detector(self) -> str:
         return f"{self.name}{DETECTOR_SUFFIX}"
+
+    @property
+    def preprocess(self) -> str:
+        return preprocess_model(self.imgsz)
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -111,24 +125,35 @@ class Variant:
         return (letterboxed_images(self.imgsz), LETTERBOX_PARAMS)
 
 
-def for_evaluation(v: Variant) -> Variant:
-    """The same model with Ultralytics' `val` settings (max_det 300, conf 0.001, iou 0.7, multi-label
-    NMS), for mAP."""
-    return replace(v, name=f"{v.name}_eval", max_detections=300, conf=0.001, iou=0.7, multi_label=True)
+# Ultralytics' `val` settings (max_det 300, conf 0.001, iou 0.7, multi-label NMS), for mAP: what
+# `eval: true` sets in a models file
+EVALUATION_SETTINGS = {"max_detections": 300, "conf": 0.001, "iou": 0.7, "multi_label": True}
 
-
-_SERVING = (
-    Variant("yolov11_nano", "yolo11n.pt", max_batch_size=128, preferred_batch_sizes=(8, 32, 64, 128)),
-    Variant("yolov11_small", "yolo11s.pt", max_batch_size=64, preferred_batch_sizes=(8, 32, 64)),
-    Variant("yolov11_medium", "yolo11m.pt", max_batch_size=32, preferred_batch_sizes=(8, 16, 32)),
-    Variant("yolov8_nano", "yolov8n.pt", max_batch_size=128, preferred_batch_sizes=(8, 32, 64, 128)),
-    Variant("yolov26_nano", "yolo26n.pt", max_batch_size=128, preferred_batch_sizes=(8, 32, 64, 128), nms_free=True),
-)
-VARIANTS: dict[str, Variant] = {v.name: v for v in (*_SERVING, *map(for_evaluation, _SERVING))}
+# The built-in models, written as a models file is (models_file.py reads both the same way);
+# each also has an `<name>_eval` twin with the evaluation settings.
+_SERVING = {
+    "yolov11_nano": {"weights": "yolo11n.pt", "max_batch_size": 128, "preferred_batch_sizes": [8, 32, 64, 128]},
+    "yolov11_small": {"weights": "yolo11s.pt", "max_batch_size": 64, "preferred_batch_sizes": [8, 32, 64]},
+    "yolov11_medium": {"weights": "yolo11m.pt", "max_batch_size": 32, "preferred_batch_sizes": [8, 16, 32]},
+    "yolov8_nano": {"weights": "yolov8n.pt", "max_batch_size": 128, "preferred_batch_sizes": [8, 32, 64, 128]},
+    "yolov26_nano": {"weights": "yolo26n.pt", "max_batch_size": 128, "preferred_batch_sizes": [8, 32, 64, 128], "nms_free": True},
+}
+BUILTIN_MODELS: dict[str, dict] = {**_SERVING, **{f"{name}_eval": {**entry, "eval": True} for name, entry in _SERVING.items()}}
 DEFAULT_VARIANTS = ("yolov11_nano", "yolov11_small", "yolov11_medium")
+
+
+def __getattr__(name: str):
+    """VARIANTS, the built-in table as Variants, made on first use: models_file.py, which reads it,
+    imports this module."""
+    if name == "VARIANTS":
+        from yolo_triton.models_file import parse_models
+
+        globals()["VARIANTS"] = parse_models(BUILTIN_MODELS, "the built-in model table")
+        return globals()["VARIANTS"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def variant_for_weights(path: str) -> Optional[Variant]:
     """The (serving, not eval) variant whose weights file has this file's name (yolo11n.pt -> yolov11_nano)."""
     name = path.replace("\\", "/").rsplit("/", 1)[-1]
-    return next((v for v in VARIANTS.values() if v.weights == name), None)
+    return next((v for v in __getattr__("VARIANTS").values() if v.weights == name and not v.multi_label), None)

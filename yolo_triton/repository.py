@@ -22,11 +22,13 @@ import shutil
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from yolo_triton import contract
-from yolo_triton.contract import PREPROCESS_MODEL, VARIANTS, TensorSpec, Variant
+from yolo_triton.contract import CLASS_NAMES_PARAMETER, VARIANTS, TensorSpec, Variant, preprocess_model
+from yolo_triton.models_file import ModelsFileError, inspect_weights, load_models_file
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "model_repository"
@@ -40,10 +42,15 @@ def _tensor_list(kind: str, specs: tuple[TensorSpec, ...]) -> str:
     return f"{kind} [\n{rows}\n]\n"
 
 
+def _text(value: str) -> str:
+    """A string literal of protobuf's text format (UTF-8, backslash and quote escaped)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
 def model_config(name: str, runtime: str, max_batch_size: int, inputs, outputs, preferred: tuple[int, ...],
                  kind: str = "KIND_CPU", parameters: dict[str, str] | None = None, instances: int = 1,
                  queue_delay_us: int = QUEUE_DELAY_US, extra: str = "") -> str:
-    params = "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in (parameters or {}).items())
+    params = "".join(f'parameters {{ key: "{k}" value: {{ string_value: {_text(v)} }} }}\n' for k, v in (parameters or {}).items())
     return (
         f'name: "{name}"\n{runtime}\nmax_batch_size: {max_batch_size}\n'
         + _tensor_list("input", inputs) + _tensor_list("output", outputs)
@@ -112,6 +119,7 @@ def onnxruntime_gpu_parameters(max_batch_size: int) -> dict[str, str]:
 
 
 def preprocess_config(variants: list[Variant], target: str = "onnxruntime-cpu") -> str:
+    """The preprocess model of the variants' one input size (preprocess_model(imgsz))."""
     sizes = {v.imgsz for v in variants}
     if len(sizes) != 1:
         raise ValueError(f"one preprocess model serves one input size; the variants ask for {sorted(sizes)}")
@@ -119,7 +127,7 @@ def preprocess_config(variants: list[Variant], target: str = "onnxruntime-cpu") 
     max_batch = max(v.max_batch_size for v in variants)
     preferred = tuple(sorted({b for v in variants for b in v.preferred_batch_sizes}))
     gpu = TARGETS[target].on_gpu
-    return model_config(PREPROCESS_MODEL, PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
+    return model_config(preprocess_model(imgsz), PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
                         kind="KIND_GPU" if gpu else "KIND_CPU", parameters={"imgsz": str(imgsz), "device": "gpu" if gpu else "cpu"},
                         instances=GPU_PREPROCESS_INSTANCES if gpu else CPU_PREPROCESS_INSTANCES,
                         queue_delay_us=GPU_QUEUE_DELAY_US if gpu else QUEUE_DELAY_US)
@@ -193,12 +201,13 @@ def ensemble_config(v: Variant) -> str:
 
     step = "    {{\n      model_name: \"{}\"\n      model_version: -1\n{}{}    }}"
     steps = ",\n".join((
-        step.format(PREPROCESS_MODEL, maps("input_map", v.inputs), maps("output_map", v.detector_inputs)),
+        step.format(v.preprocess, maps("input_map", v.inputs), maps("output_map", v.detector_inputs)),
         step.format(v.detector, maps("input_map", v.detector_inputs), maps("output_map", v.outputs)),
     ))
     return (f'name: "{v.name}"\nplatform: "ensemble"\nmax_batch_size: {v.max_batch_size}\n'
             + _tensor_list("input", v.inputs) + _tensor_list("output", v.outputs)
-            + f"ensemble_scheduling {{\n  step [\n{steps}\n  ]\n}}\n")
+            + f"ensemble_scheduling {{\n  step [\n{steps}\n  ]\n}}\n"
+            + f'parameters {{ key: "{CLASS_NAMES_PARAMETER}" value: {{ string_value: {_text(json.dumps(list(v.class_names), ensure_ascii=False))} }} }}\n')
 
 
 # Where the project's test weights lie (tests and `make serve` offline): the YOLO_TEST_DATA folder
@@ -268,6 +277,24 @@ def resolve_weights(env: dict[str, str] | None = None, online=None) -> dict[str,
                     "or YOLO_WEIGHTS_DIR=/folder/of/weights.")
 
 
+def resolve_models(env: dict[str, str] | None = None, online=None) -> dict[str, Variant]:
+    """Name -> Variant to serve: YOLO_MODELS_FILE's models (models_file.py), else the built-in table's
+    with the weights of resolve_weights."""
+    env = os.environ if env is None else env
+    if env.get("YOLO_MODELS_FILE"):
+        others = [k for k in ("YOLO_MODELS", "YOLO_WEIGHTS", "YOLO_WEIGHTS_DIR") if env.get(k)]
+        if others:
+            raise ModelsFileError(f"YOLO_MODELS_FILE names the models and their weights: unset {', '.join(others)}")
+        return load_models_file(env["YOLO_MODELS_FILE"])
+    return {n: replace(VARIANTS[n], weights=w) for n, w in resolve_weights(env, online).items()}
+
+
+def models_source(env: dict[str, str] | None = None) -> str:
+    """What errors about the served models name: the models file, or the built-in table."""
+    env = os.environ if env is None else env
+    return env.get("YOLO_MODELS_FILE") or "the built-in model table"
+
+
 def _export_key(v: Variant, weights: str, target: Target, precision: str) -> str:
     """Changes whenever the weights, the variant row, the target, the precision or the export code change."""
     h = hashlib.sha256(repr((v, target, precision)).encode())
@@ -282,10 +309,13 @@ def _gpu_name() -> str:
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-def write_repository(out: Path, weights: dict[str, str], target: str = "onnxruntime-cpu", precision: str | None = None) -> Path:
-    """Write the repository for the variants in `weights`; exports (and engine builds) are redone
-    only when stale: a plan also when the GPU model or the TensorRT version changes. precision:
-    of the network, the target's own when None."""
+def write_repository(out: Path, models: dict[str, Variant | str], target: str = "onnxruntime-cpu", precision: str | None = None,
+                     source: str = "the built-in model table") -> Path:
+    """Write the repository for `models` (name -> Variant, or -> weights of the built-in variant of
+    that name). Every model's weights are inspected first (models_file.inspect_weights: a
+    ModelsFileError naming `source` before anything is exported); exports (and engine builds) are
+    redone only when stale: a plan also when the GPU model or the TensorRT version changes.
+    precision: of the network, the target's own when None."""
     from yolo_triton.export.create_onnx import PRECISIONS, create_onnx
 
     if target not in TARGETS:
@@ -294,29 +324,31 @@ def write_repository(out: Path, weights: dict[str, str], target: str = "onnxrunt
     precision = precision or t.precision
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    variants = [inspect_weights(m if isinstance(m, Variant) else replace(VARIANTS[n], weights=m), source) for n, m in models.items()]
 
     out = Path(out)
-    variants = [VARIANTS[n] for n in weights]
-    wanted = {PREPROCESS_MODEL, *(v.name for v in variants), *(v.detector for v in variants)}
+    sizes = sorted({v.imgsz for v in variants})
+    wanted = {*map(preprocess_model, sizes), *(v.name for v in variants), *(v.detector for v in variants)}
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.iterdir():  # a model left from an earlier choice would be served too
         if stale.is_dir() and stale.name not in wanted:
             shutil.rmtree(stale)
 
-    def model(name: str, config: str, source: str | None = None) -> Path:
+    def model(name: str, config: str, python_model: str | None = None) -> Path:
         version = out / name / "1"
         version.mkdir(parents=True, exist_ok=True)
         (out / name / "config.pbtxt").write_text(config)
         (version / "model.py").unlink(missing_ok=True)
-        if source:
-            shutil.copy(MODEL_SOURCES / source, version / "model.py")
+        if python_model:
+            shutil.copy(MODEL_SOURCES / python_model, version / "model.py")
         return version
 
-    model(PREPROCESS_MODEL, preprocess_config(variants, target), "preprocess.py")
+    for imgsz in sizes:
+        model(preprocess_model(imgsz), preprocess_config([v for v in variants if v.imgsz == imgsz], target), "preprocess.py")
     for v in variants:
         version = model(v.detector, detector_config(v, target), t.source)
         model(v.name, ensemble_config(v))
-        key = _export_key(v, weights[v.name], t, precision)
+        key = _export_key(v, v.weights, t, precision)
         if t.name == "tensorrt":  # the plan, built from the EfficientNMS graph, which stays beside it for inspection
             from yolo_triton.export.build_engine import build_engine, tensorrt_version
 
@@ -327,7 +359,7 @@ def write_repository(out: Path, weights: dict[str, str], target: str = "onnxrunt
         stamp = product.with_name(product.name + ".key")
         if product.exists() and stamp.exists() and stamp.read_text() == key:
             continue
-        graph = create_onnx(weights[v.name], v, t.nms, version / "model.onnx", precision)
+        graph = create_onnx(v.weights, v, t.nms, version / "model.onnx", precision)
         if t.name == "tensorrt":
             build_engine(graph, product, v, timing_cache=out / "timing.cache")
         stamp.write_text(key)
@@ -350,11 +382,11 @@ def main():
     target = choose_target(args.target)
     print(f"target {target}: {TARGETS[target].description}", flush=True)
     try:
-        weights = resolve_weights()
-    except NoWeights as e:
+        models = resolve_models()
+        print(write_repository(args.out, models, target, os.environ.get("YOLO_PRECISION") or None, models_source()))
+    except (NoWeights, ModelsFileError) as e:
         print(e, file=sys.stderr)
         raise SystemExit(2) from None
-    print(write_repository(args.out, weights, target, os.environ.get("YOLO_PRECISION") or None))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ import pytest
 
 from yolo_triton.preprocessing import decode
 
-from conftest import YOLO_TRITON
+from conftest import CUSTOM_MODEL, YOLO_TRITON
 
+CUSTOM_NAMES = ("pedestrian", "vehicle", "pet")  # tests/fixtures/custom_weights.py
 
 
 def yolo_triton(*args):
@@ -75,3 +76,26 @@ def test_exit_status_2_when_nothing_can_be_detected(triton, folder):
     assert unknown.returncode == 2 and "'yolov99_giant' is not served" in unknown.stderr and not unknown.stdout
     missing = yolo_triton("detect", folder / "nowhere.jpg", "--url", triton.grpc_url)
     assert missing.returncode == 2 and "no image file, folder or glob match" in missing.stderr
+
+
+def test_a_models_own_class_names(triton, test_images, tmp_path):
+    """The custom model's names (from its weights, published by the server) in the JSON, the CSV
+    and the drawn labels; no COCO name."""
+    from yolo_triton.client.annotate import annotate
+    from yolo_triton.client.core import Detection
+
+    photos = test_images[:12]
+    run = yolo_triton("detect", *photos, "--model", CUSTOM_MODEL, "--url", triton.grpc_url, "--save", tmp_path / "drawn")
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    found = [d for line in lines for d in line["detections"]]
+    assert found and {d["class_name"] for d in found} <= set(CUSTOM_NAMES) and "pedestrian" in {d["class_name"] for d in found}
+    assert all(d["class_name"] == CUSTOM_NAMES[d["class_id"]] for d in found)
+    run = yolo_triton("detect", *photos, "--model", CUSTOM_MODEL, "--url", triton.http_url, "--protocol", "http", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(run.stdout)))
+    assert sorted((r["class_name"], r["class_id"]) for r in rows if r["class_name"]) == sorted((d["class_name"], str(d["class_id"])) for d in found)
+    for line in lines:  # the saved drawing is the one made with these names
+        detections = tuple(Detection(d["class_id"], d["class_name"], d["score"], tuple(d["box"])) for d in line["detections"])
+        drawn = cv2.imread(str(tmp_path / "drawn" / f"{Path(line['image']).stem}.jpg")).astype(int)
+        expected = annotate(Path(line["image"]).read_bytes(), detections).astype(int)
+        assert np.abs(drawn - expected).mean() < 1.0  # JPEG re-encoding only

@@ -33,6 +33,9 @@ def test_served_map_is_ultralytics_val_map(triton):
 def test_scoring_reproduces_vals_map_from_vals_detections():
     images = labelled_images(COCO_IMAGES)
     val = ultralytics_val(weights_of("yolov8_nano_eval"), images, "yolov8_nano_eval")
-    rescored = score([val.predictions[i.name] for i in images], images)
+    from ultralytics import YOLO
+
+    names = tuple(YOLO(str(weights_of("yolov8_nano_eval"))).names.values())
+    rescored = score([val.predictions[i.name] for i in images], images, names)
     MATCH_REPORT.append(f"eval: val's own yolov8n detections rescored: {rescored} vs val's {val.scores}")
     assert abs(rescored.map50_95 - val.scores.map50_95) <= 0.001 and abs(rescored.map50 - val.scores.map50) <= 0.001

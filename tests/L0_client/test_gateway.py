@@ -13,7 +13,7 @@ from yolo_triton.client import detect
 from yolo_triton.preprocessing import MAX_IMAGE_BYTES
 from yolo_triton.server import free_ports
 
-from conftest import YOLO_TRITON
+from conftest import CUSTOM_MODEL, YOLO_TRITON
 from matching import Detections, unpaired
 
 
@@ -86,3 +86,13 @@ def test_openapi_schema(gateway):
     assert {"200", "400", "404", "413", "503"} <= set(operation["responses"])
     prediction = schema["components"]["schemas"]["Prediction"]["properties"]
     assert set(prediction) == {"model", "image", "detections"}
+
+
+def test_a_models_own_class_names(gateway, test_images):
+    """The custom model answers with the names of its weights (tests/fixtures/custom_weights.py)."""
+    names = set()
+    for photo in test_images[:6]:
+        response = httpx.post(f"{gateway}/predict/{CUSTOM_MODEL}", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}, timeout=60)
+        assert response.status_code == 200, response.text
+        names |= {(d["class_id"], d["class_name"]) for d in response.json()["detections"]}
+    assert (0, "pedestrian") in names and names <= {(0, "pedestrian"), (1, "vehicle"), (2, "pet")}

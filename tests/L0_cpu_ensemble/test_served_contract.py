@@ -1,10 +1,11 @@
-"""The served metadata and config of every ensemble are the contract (HTTP and gRPC)."""
+"""The served metadata and config of every ensemble are the contract (HTTP and gRPC), and each
+publishes its weights' class names."""
+
+import json
 
 import pytest
 
-from yolo_triton.contract import VARIANTS
-
-from conftest import SERVED
+from conftest import ALL_SERVED, CUSTOM_MODEL
 
 
 def _metadata(client, protocol, name):
@@ -25,28 +26,39 @@ def _config(client, protocol, name):
     return config
 
 
-@pytest.mark.parametrize("name", SERVED)
-def test_metadata_is_the_contract(client, protocol, name):
-    v = VARIANTS[name]
+@pytest.mark.parametrize("name", ALL_SERVED)
+def test_metadata_is_the_contract(client, protocol, name, served_models):
+    v = served_models[name]
     meta = _metadata(client, protocol, name)
     as_list = lambda tensors: [(t["name"], t["datatype"], [int(d) for d in t["shape"]]) for t in tensors]
     assert as_list(meta["inputs"]) == [(s.name, s.datatype, [-1, *s.dims]) for s in v.inputs]
     assert as_list(meta["outputs"]) == [(s.name, s.datatype, [-1, *s.dims]) for s in v.outputs]
 
 
-@pytest.mark.parametrize("name", SERVED)
-def test_config_is_the_contract(client, protocol, name):
-    v = VARIANTS[name]
+@pytest.mark.parametrize("name", ALL_SERVED)
+def test_config_is_the_contract(client, protocol, name, served_models):
+    v = served_models[name]
     config = _config(client, protocol, name)
     assert config["platform"] == "ensemble" and int(config["max_batch_size"]) == v.max_batch_size
     as_list = lambda tensors: [(t["name"], t["data_type"], [int(d) for d in t["dims"]]) for t in tensors]
     assert as_list(config["input"]) == [(s.name, s.data_type, list(s.dims)) for s in v.inputs]
     assert as_list(config["output"]) == [(s.name, s.data_type, list(s.dims)) for s in v.outputs]
-    assert [s["model_name"] for s in config["ensemble_scheduling"]["step"]] == ["preprocess", v.detector]
+    expected_preprocess = "preprocess" if v.imgsz == 640 else f"preprocess_{v.imgsz}"  # one per input size
+    assert [s["model_name"] for s in config["ensemble_scheduling"]["step"]] == [expected_preprocess, v.detector]
 
 
-def test_server_is_live_and_every_model_ready(client):
+@pytest.mark.parametrize("name", ALL_SERVED)
+def test_config_publishes_the_class_names_of_the_weights(client, protocol, name, served_models):
+    from ultralytics import YOLO
+
+    names = json.loads(_config(client, protocol, name)["parameters"]["class_names"]["string_value"])
+    assert names == list(YOLO(served_models[name].weights).names.values())
+    assert len(names) == (3 if name == CUSTOM_MODEL else 80)
+
+
+def test_server_is_live_and_every_model_ready(client, served_models):
     assert client.is_server_live() and client.is_server_ready()
-    for name in SERVED:
-        assert client.is_model_ready(name) and client.is_model_ready(VARIANTS[name].detector)
-    assert client.is_model_ready("preprocess")
+    for name in ALL_SERVED:
+        assert client.is_model_ready(name) and client.is_model_ready(served_models[name].detector)
+    for preprocess in ("preprocess", "preprocess_320", "preprocess_1280"):
+        assert client.is_model_ready(preprocess)

@@ -216,7 +216,7 @@ def served(out_dir: Path, repository: Path | None = None):
         server.send_signal(signal.SIGTERM)
         server.wait(60)
         log.close()
-        lines = (out_dir / "tritonserver.log").read_text().splitlines()
+        lines = (out_dir / "tritonserver.log").read_text(errors="replace").splitlines()  # fuzz bytes in messages
         print("\n".join(line for line in lines if "preprocess:" in line or "ONNX Runtime" in line or "rror" in line)[-3000:])
 
 

@@ -75,6 +75,19 @@ def worker(out_dir: Path, seed: int, first: int, stop: int, one_by_one: bool) ->
             return images, decoded, cp.asnumpy(batch), params
 
     alone = [run([("good", data)])[2][0] for data in good]
+    # each photo as each of nvImageCodec's decoders makes it alone: which one a photo gets depends on the batch
+    by_backend = {}
+    for kind in ("HW_GPU_ONLY", "GPU_ONLY", "HYBRID_CPU_GPU"):
+        try:
+            one = GpuPreprocessor(IMGSZ, backends=(kind,))
+            with stream:
+                for p, data in enumerate(good):
+                    (image,) = one.decode([data], stream)
+                    if not isinstance(image, (ImageError, cp.ndarray)):  # not refused, not OpenCV's fallback
+                        by_backend.setdefault(p, []).append((kind, cp.asnumpy(one.letterbox([image], stream)[0])[0]))
+                stream.synchronize()
+        except Exception as e:  # a decoder this GPU does not have
+            print(f"{kind}: {e}", flush=True)
     tally, by_kind, messages, failures = Counter(), Counter(), Counter(), []
     progress = os.open(out_dir / "progress", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     for index in range(first, stop):
@@ -87,12 +100,29 @@ def worker(out_dir: Path, seed: int, first: int, stop: int, one_by_one: bool) ->
                 failures.append({"batch": index, "row": at if one_by_one else None, "error": f"{type(e).__name__}: {e}"[:300]})
                 continue
             row_of = {i: j for j, i in enumerate(decoded)}
+            without_fuzz = None  # the batch's photos decoded without its fuzz inputs, made when needed
             for i, (kind, data) in enumerate(group):
                 if kind.startswith("good:"):
-                    same = i in row_of and np.array_equal(pixels[row_of[i]], alone[int(kind[5:])])
-                    tally["good unharmed" if same else "good harmed"] += 1
-                    if not same:
-                        failures.append({"batch": index, "row": i, "error": "good photo harmed", "kind": kind})
+                    ours = pixels[row_of[i]] if i in row_of else None
+                    if ours is not None and np.array_equal(ours, alone[int(kind[5:])]):
+                        tally["good photos as decoded alone"] += 1
+                        continue
+                    if without_fuzz is None:
+                        photos_only = [r for r in group if r[0].startswith("good:")]
+                        without_fuzz = dict(zip((k for k, _ in photos_only), run(photos_only)[2]))
+                    if ours is not None and np.array_equal(ours, without_fuzz[kind]):
+                        tally["good photos as decoded in the batch without its fuzz inputs"] += 1
+                        continue
+                    backend = next((k for k, px in by_backend.get(int(kind[5:]), []) if ours is not None and np.array_equal(ours, px)), None)
+                    if backend:
+                        tally[f"good photos as {backend} decodes them alone"] += 1
+                        continue
+                    tally["good photos harmed"] += 1
+                    diff = np.abs(ours.astype(int) - without_fuzz[kind]) if ours is not None else None
+                    failures.append({"batch": index, "row": i, "error": "good photo harmed", "kind": kind,
+                                     "max_diff": None if diff is None else int(diff.max()),
+                                     "mean_diff": None if diff is None else float(diff.mean()),
+                                     "vs_alone_max_diff": None if ours is None else int(np.abs(ours.astype(int) - alone[int(kind[5:])]).max())})
                     continue
                 tally["fuzz inputs"] += 1
                 by_kind[kind] += 1

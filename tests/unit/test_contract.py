@@ -148,9 +148,9 @@ def _graph_io(values) -> list[tuple[str, int, list]]:
     return [(x.name, x.type.tensor_type.elem_type, [d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim]) for x in values]
 
 
-def test_served_detector_graphs_are_the_contract(model_repository):
+def test_served_detector_graphs_are_the_contract(model_repository, served_models):
     for detector_dir in sorted(model_repository.glob("*_detector")):
-        v = VARIANTS[detector_dir.name.removesuffix("_detector")]
+        v = served_models[detector_dir.name.removesuffix("_detector")]
         graph = onnx.load(detector_dir / "1" / "model.onnx").graph
         expect = lambda specs: [(s.name, ONNX_TYPES[s.data_type], ["batch", *s.dims]) for s in specs]
         assert _graph_io(graph.input) == expect(v.detector_inputs)
