@@ -108,6 +108,19 @@ def test_compose_detector_target(target):
         assert out.returncode == 2 and "DETECTOR_TARGET must be tensorrt or onnxruntime-backend" in out.stderr
 
 
+def test_compose_serves_a_models_file_in_the_weights_folder(tmp_path):
+    """A models.yaml in YOLO_WEIGHTS_DIR (mounted at /weights) is YOLO_MODELS_FILE; .pt files
+    alone serve the built-in variants of their names (YOLO_WEIGHTS_DIR)."""
+    script = _engine_script(_compose_config()).replace("/weights", str(tmp_path))
+    dry = script.replace("exec python3 -m yolo_triton.repository", 'echo "file=$YOLO_MODELS_FILE dir=$YOLO_WEIGHTS_DIR"')
+    run = lambda: subprocess.run(["sh", "-c", dry], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}).stdout.split(" --target")[0]
+    assert run() == "file= dir="
+    (tmp_path / "best.pt").write_bytes(b"")
+    assert run() == f"file= dir={tmp_path}"
+    (tmp_path / "models.yaml").write_text("ppe: {weights: best.pt}\n")
+    assert run() == f"file={tmp_path}/models.yaml dir="
+
+
 def test_engine_image_has_what_the_repository_writer_imports():
     """Both compose targets export the graph with create_onnx.py in the engine image (tensorrt also
     builds the plan with the image's own TensorRT); Triton's image serves it (its onnxruntime backend

@@ -28,6 +28,8 @@ PROFILES = {
     "everything": ["--set", "ingress.http.enabled=true,ingress.grpc.enabled=true,serviceMonitor.enabled=true,"
                    "grafanaDashboard.enabled=true,modelRepository.build.weightsClaim=weights,"
                    "modelRepository.build.cacheClaim=engine-cache,livenessProbe.byInference=true"],
+    "models-file": ["--set-string", "modelRepository.build.modelsFile=pets: {weights: /weights/pets.pt}\n",
+                    "--set", "modelRepository.build.weightsClaim=weights"],
     "pvc": ["--set", "modelRepository.source=pvc,modelRepository.pvc.claimName=models,autoscaling.enabled=false,replicaCount=3"],
     "remote": ["--set", "modelRepository.source=remote,modelRepository.remote.uri=s3://bucket/model_repository,"
                "modelRepository.remote.credentialsSecret=s3-credentials,restrictedApi.existingSecret=triton-admin"],
@@ -166,3 +168,24 @@ def test_chart_pins_the_release_of_env():
     assert _triton(render("default"))["image"] == f"yolo-triton:{release['NGC_RELEASE']}"
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["gpu"]["cudaMemoryPoolBytes"] == int(release["CUDA_MEMORY_POOL_BYTES"])
+
+
+def test_models_file(tmp_path):
+    """modelRepository.build.modelsFile: a ConfigMap at /config/models.yaml that the init container
+    serves (YOLO_MODELS_FILE) instead of the built-in variants; a new file rolls the pods."""
+    from yolo_triton.models_file import load_models_file
+
+    objects = render("models-file")
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    (build,) = pod["initContainers"]
+    script = build["command"][-1]
+    assert "export YOLO_MODELS_FILE=/config/models.yaml" in script and "YOLO_MODELS=" not in script
+    assert {"name": "models-file", "mountPath": "/config", "readOnly": True} in build["volumeMounts"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "models-file")
+    assert volume["configMap"]["name"] == objects["ConfigMap"]["metadata"]["name"]
+    (tmp_path / "models.yaml").write_text(objects["ConfigMap"]["data"]["models.yaml"])
+    assert load_models_file(tmp_path / "models.yaml")["pets"].weights == "/weights/pets.pt"
+    assert "checksum/models-file" in objects["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    default = render("default")
+    assert "ConfigMap" not in default
+    assert 'export YOLO_MODELS="yolov11_nano,yolov11_small,yolov11_medium"' in default["Deployment"]["spec"]["template"]["spec"]["initContainers"][0]["command"][-1]
