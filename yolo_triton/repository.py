@@ -296,11 +296,14 @@ def models_source(env: dict[str, str] | None = None) -> str:
 
 
 def _export_key(v: Variant, weights: str, target: Target, precision: str) -> str:
-    """Changes whenever the weights, the variant row, the target, the precision or the export code change."""
+    """Changes whenever the weights, the variant row, the target, the precision or the code that
+    shapes the artifact change (the modules' own files, wherever the package is installed)."""
+    from yolo_triton import models_file
+    from yolo_triton.export import build_engine, create_onnx
+
     h = hashlib.sha256(repr((v, target, precision)).encode())
-    for f in (Path(weights), ROOT / "export" / "create_onnx.py", ROOT / "yolo_triton" / "contract.py"):
-        if f.is_file():
-            h.update(f.read_bytes())
+    for f in (Path(weights), *(Path(m.__file__) for m in (create_onnx, build_engine, contract, models_file))):
+        h.update(f.read_bytes() if f.is_file() else b"missing")
     return h.hexdigest()
 
 

@@ -8,6 +8,7 @@ timing cache read and written, and the plan written exactly as TensorRT serialis
 The real build runs in the NGC TensorRT container (docker-compose.yml, service `engine`)."""
 
 import sys
+from pathlib import Path
 import types
 
 import onnx
@@ -177,3 +178,10 @@ def test_tensorrt_repository(trt, monkeypatch, tmp_path):
     gpu[0] = "NVIDIA H100 80GB HBM3"
     repository.write_repository(out, weights, target="tensorrt")
     assert builds() == 2, "a plan is rebuilt for another GPU model"
+    from yolo_triton.export import build_engine as builder_module
+
+    changed = tmp_path / "build_engine.py"  # the engine builder's code changes (any install: its module's file)
+    changed.write_text(Path(builder_module.__file__).read_text() + "\n# changed\n")
+    monkeypatch.setattr(builder_module, "__file__", str(changed))
+    repository.write_repository(out, weights, target="tensorrt")
+    assert builds() == 3, "a change of the export code rebuilds the plan"
