@@ -18,16 +18,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_triton.contract import VARIANTS, Variant
+from yolo_triton.contract import STRIDE, VARIANTS, Variant
 
 WORKSPACE_BYTES = 4 << 30
 
 
 def optimisation_profile(variant: Variant) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
     """Input name -> (min, opt, max) shapes: batch 1, the largest preferred batch (what dynamic
-    batching forms under load), and the variant's max batch size."""
+    batching forms under load), and the variant's max batch size; a rect variant's images from
+    STRIDE x STRIDE to imgsz x imgsz, tuned for the square."""
     opt = max(variant.preferred_batch_sizes)
-    return {s.name: ((1, *s.dims), (opt, *s.dims), (variant.max_batch_size, *s.dims)) for s in variant.detector_inputs}
+    square = (variant.imgsz, variant.imgsz)
+    def dims(spec, sides):
+        return tuple(d if d > 0 else side for d, side in zip(spec.dims, (None, *sides)))
+    return {s.name: ((1, *dims(s, (STRIDE, STRIDE))), (opt, *dims(s, square)), (variant.max_batch_size, *dims(s, square)))
+            for s in variant.detector_inputs}
 
 
 def build_engine(onnx_path: str | Path, plan_path: str | Path, variant: Variant, timing_cache: str | Path | None = None) -> Path:

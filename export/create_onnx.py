@@ -64,11 +64,15 @@ def export_network(weights: str | Path, variant: Variant, workdir: Path) -> onnx
     nms = False if variant.nms_free else None
     path = YOLO(str(local)).export(format="onnx", imgsz=variant.imgsz, dynamic=True, simplify=True, opset=OPSET, nms=nms)
     model = onnx.load(path)
-    # The served graph only ever sees imgsz x imgsz: fixing it lets every shape computation fold
+    # A square variant only ever sees imgsz x imgsz: fixing it lets every shape computation fold
     # away, so TensorRT gets a graph static but for the batch (output0 [B, 84, 8400], not symbolic).
-    for dim in model.graph.input[0].type.tensor_type.shape.dim[2:]:
-        dim.ClearField("dim_param")
-        dim.dim_value = variant.imgsz
+    # A rect variant keeps the height and width free (anchors made from the feature maps' shapes).
+    for dim, name in zip(model.graph.input[0].type.tensor_type.shape.dim[2:], ("height", "width")):
+        if variant.rect:
+            dim.dim_param = name
+        else:
+            dim.ClearField("dim_param")
+            dim.dim_value = variant.imgsz
     return onnxslim.slim(model)
 
 
@@ -141,8 +145,10 @@ def _onnx_nms(b: _Builder, v: Variant, boxes, candidates, best, best_class):
     kept_scores = b.op("GatherND", [best, batch_anchor])  # [M]
     # Scatter the survivors into a dense [B, N] map (each anchor once), then take each image's top K
     zeros = b.op("ConstantOfShape", [b.op("Shape", [best])], value=_ZERO)
-    dense = b.op("ScatterND", [zeros, batch_anchor, kept_scores])
+    dense = _at_least_k(b, v, b.op("ScatterND", [zeros, batch_anchor, kept_scores]))
     top_scores, top_anchor = b.op("TopK", [dense, b.const("k", np.array([v.max_detections], dtype=np.int64))], outputs=2, axis=1)
+    if v.rect:  # a padding column's index, past the anchors (its score is 0: a row past num)
+        top_anchor = b.op("Min", [top_anchor, b.op("Sub", [b.op("Shape", [best], start=1, end=2), b.const("one_i", np.array([1], dtype=np.int64))])])
     top_class = b.op("GatherElements", [best_class, top_anchor], axis=1)
     return _top_detections(b, boxes, top_scores, top_anchor, top_class)
 
@@ -155,13 +161,23 @@ def _per_class_nms(b: _Builder, v: Variant, boxes, candidates):
     # Scatter the survivors into a dense [B, C*N] map, then take each image's top K: sorted by
     # score, like EfficientNMS_TRT; the flat index is class * N + anchor.
     zeros = b.op("ConstantOfShape", [b.op("Shape", [by_class])], value=_ZERO)
-    dense = b.op("Reshape", [b.op("ScatterND", [zeros, selected, kept_scores]), b.const("flat", np.array([0, -1], dtype=np.int64))])
+    dense = _at_least_k(b, v, b.op("Reshape", [b.op("ScatterND", [zeros, selected, kept_scores]), b.const("flat", np.array([0, -1], dtype=np.int64))]))
     top_scores, top_index = b.op("TopK", [dense, b.const("k", np.array([v.max_detections], dtype=np.int64))], outputs=2, axis=1)
     anchors = b.op("Shape", [boxes], start=1, end=2)  # N
     return _top_detections(b, boxes, top_scores, b.op("Mod", [top_index, anchors]), b.op("Div", [top_index, anchors]))
 
 
 _ZERO = onnx.helper.make_tensor("z", onnx.TensorProto.FLOAT, [1], [0.0])
+
+
+def _at_least_k(b: _Builder, v: Variant, dense):
+    """A rect variant's [B, M] score map with K zero columns appended: a small input (32 x 640 has
+    420 anchors) may have fewer than K, which TopK refuses."""
+    if not v.rect:
+        return dense
+    zeros = b.op("ConstantOfShape", [b.op("Concat", [b.op("Shape", [dense], start=0, end=1),
+                                                     b.const("k_cols", np.array([v.max_detections], dtype=np.int64))], axis=0)], value=_ZERO)
+    return b.op("Concat", [dense, zeros], axis=1)
 
 
 def _nms_node(b: _Builder, v: Variant, boxes, scores):
@@ -258,11 +274,12 @@ def build_detector_graph(network: onnx.ModelProto, variant: Variant, nms: str, p
     if any(e is not None and e != got for e, got in zip(expected_rows, output0.shape[1:])):
         raise ValueError(f"output0 {output0.shape} is not the {'NMS-free' if variant.nms_free else 'detection'} head of {variant.name}")
 
-    img_spec = letterboxed_images(variant.imgsz)
-    images = gs.Variable(img_spec.name, dtype=np.uint8, shape=["batch", *img_spec.dims])
+    img_spec = letterboxed_images(variant.imgsz, variant.rect)
+    image_shape = ["batch", *(d if d > 0 else name for d, name in zip(img_spec.dims, ("channels", "height", "width")))]
+    images = gs.Variable(img_spec.name, dtype=np.uint8, shape=image_shape)
     letterbox = gs.Variable(LETTERBOX_PARAMS.name, dtype=np.float32, shape=["batch", *LETTERBOX_PARAMS.dims])
     # the network's float input becomes an inner tensor: uint8 -> float -> /255 (as Ultralytics does)
-    net_in.name, net_in.shape = "normalized_images", ["batch", *img_spec.dims]
+    net_in.name, net_in.shape = "normalized_images", image_shape
     scaled = b.op("Cast", [images], to=onnx.TensorProto.FLOAT)
     graph.nodes.append(gs.Node("Div", "Normalize", inputs=[scaled, b.const("255", np.float32(255))], outputs=[net_in]))
 

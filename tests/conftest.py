@@ -4,6 +4,7 @@ server for the whole session, started on free ports on the CPU path."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from yolo_triton.contract import BUILTIN_MODELS, VARIANTS, Variant
 from yolo_triton.models_file import load_models_file
-from yolo_triton.repository import TEST_DATA, write_repository
+from yolo_triton.repository import TEST_DATA
 from yolo_triton.server import TritonServer, free_ports
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics: no update or hub checks
@@ -26,7 +27,8 @@ SERVED = ("yolov11_nano", "yolov11_small", "yolov11_medium", "yolov8_nano", "yol
 # names, tests/fixtures/custom_weights.py) and the official YOLOv8n at two other input sizes.
 CUSTOM_MODEL = "pets"
 OTHER_SIZES = {"yolov8_nano_320": 320, "yolov8_nano_1280": 1280}
-ALL_SERVED = (*SERVED, CUSTOM_MODEL, *OTHER_SIZES)
+RECT_MODEL = "yolov8_nano_rect"  # rectangular inference: Ultralytics' default predict
+ALL_SERVED = (*SERVED, CUSTOM_MODEL, *OTHER_SIZES, RECT_MODEL)
 
 
 def ultralytics_assets() -> Path:
@@ -64,6 +66,7 @@ def models_file(tmp_path_factory) -> Path:
     entries[CUSTOM_MODEL] = {"weights": "pets.pt", "max_batch_size": 8}
     for name, imgsz in OTHER_SIZES.items():
         entries[name] = {"weights": str(weights_of("yolov8_nano")), "imgsz": imgsz, "max_batch_size": 8}
+    entries[RECT_MODEL] = {"weights": str(weights_of("yolov8_nano")), "rect": True, "max_batch_size": 8}
     (folder / "models.yaml").write_text(yaml.safe_dump(entries, sort_keys=False))
     return folder / "models.yaml"
 
@@ -74,9 +77,14 @@ def served_models(models_file) -> dict[str, Variant]:
 
 
 @pytest.fixture(scope="session")
-def model_repository(tmp_path_factory, models_file, served_models) -> Path:
-    """A repository freshly exported from the models file (the export is part of what is tested)."""
-    return write_repository(tmp_path_factory.mktemp("model_repository"), served_models, source=str(models_file))
+def model_repository(tmp_path_factory, models_file) -> Path:
+    """A repository freshly exported from the models file by `python -m yolo_triton.repository`
+    (the export is part of what is tested; in its own process, whose memory goes when it ends)."""
+    out = tmp_path_factory.mktemp("model_repository")
+    run = subprocess.run([sys.executable, "-m", "yolo_triton.repository", "--out", str(out), "--target", "onnxruntime-cpu"],
+                         env={**os.environ, "YOLO_MODELS_FILE": str(models_file)}, capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return out
 
 
 # The session's server is stopped right after the last test that uses it (not at the end of the
@@ -129,8 +137,9 @@ def client(triton, protocol):
 
 class Reference:
     """Ultralytics' own predict on the same weights, conf, iou, imgsz and K, computed once per variant.
-    rect=False: Ultralytics' .pt predict otherwise pads to the smallest stride multiple, while the
-    served graph (like Ultralytics' own fixed-shape ONNX/TensorRT exports) takes a 640x640 square.
+    rect=False for square variants: Ultralytics' .pt predict otherwise pads to the smallest stride
+    multiple, while a square graph (like Ultralytics' own fixed-shape ONNX/TensorRT exports) takes
+    an imgsz x imgsz square; rect=True (its default) for rect variants.
     nms=False selects YOLO26's NMS-free one-to-one head, as the export does. For the multi-label
     `*_eval` variants the reference is `ultralytics val`'s own predictions (its saved JSON), since
     multi-label NMS is what val runs and predict cannot."""
@@ -160,7 +169,7 @@ class Reference:
             model = YOLO(v.weights)
             for path in todo:
                 result = model.predict(str(path), conf=v.conf, iou=v.iou, imgsz=v.imgsz, max_det=v.max_detections,
-                                       rect=False, nms=False if v.nms_free else None, verbose=False)[0]
+                                       rect=v.rect, nms=False if v.nms_free else None, verbose=False)[0]
                 done[path] = Detections.from_ultralytics(result)
         return {p: done[p] for p in images}
 

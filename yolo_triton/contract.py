@@ -56,8 +56,13 @@ def detection_outputs(max_detections: int) -> tuple[TensorSpec, ...]:
 
 # --- The hand-off from `preprocess` to a detector (inside the ensemble, not for clients) ------
 # Letterboxed RGB pixels, NCHW, uint8: 4x less to move than FP32; the graph normalises.
-def letterboxed_images(imgsz: int) -> TensorSpec:
-    return TensorSpec("images", "TYPE_UINT8", (3, imgsz, imgsz))
+def letterboxed_images(imgsz: int, rect: bool = False) -> TensorSpec:
+    """imgsz x imgsz; rect: each side padded only to a multiple of STRIDE (at most imgsz), so the
+    height and width vary with the image's aspect ratio."""
+    return TensorSpec("images", "TYPE_UINT8", (3, -1, -1) if rect else (3, imgsz, imgsz))
+
+
+STRIDE = 32  # the largest stride of a YOLO detection head: input sides are multiples of it
 
 
 # Per image: where the letterbox put it, so the graph maps boxes back to original pixels:
@@ -70,9 +75,9 @@ DEFAULT_IMGSZ = 640
 CLASS_NAMES_PARAMETER = "class_names"  # ensemble config parameter: the model's class names, a JSON list
 
 
-def preprocess_model(imgsz: int) -> str:
-    """The preprocess model shared by every variant of this input size."""
-    return PREPROCESS_MODEL if imgsz == DEFAULT_IMGSZ else f"{PREPROCESS_MODEL}_{imgsz}"
+def preprocess_model(imgsz: int, rect: bool = False) -> str:
+    """The preprocess model shared by every variant of this input size and letterbox."""
+    return PREPROCESS_MODEL + (f"_{imgsz}" if imgsz != DEFAULT_IMGSZ else "") + ("_rect" if rect else "")
 
 
 def is_ensemble(model: str) -> bool:
@@ -100,6 +105,9 @@ class Variant:
     # best class only, as in its `predict`
     multi_label: bool = False
     nms_free: bool = False  # an end-to-end head (YOLO26, YOLOv10): top K by score above conf, no NMS
+    # the letterbox pads to the smallest multiple of STRIDE, as Ultralytics' LetterBox(auto=True) in
+    # its default predict, instead of to imgsz x imgsz; the detector takes any height and width
+    rect: bool = False
     # from the weights (models_file.inspect_weights): the head's classes and their names
     num_classes: int = 80
     class_names: tuple[str, ...] = ()
@@ -110,7 +118,7 @@ class Variant:
 
     @property
     def preprocess(self) -> str:
-        return preprocess_model(self.imgsz)
+        return preprocess_model(self.imgsz, self.rect)
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -122,7 +130,7 @@ class Variant:
 
     @property
     def detector_inputs(self) -> tuple[TensorSpec, ...]:
-        return (letterboxed_images(self.imgsz), LETTERBOX_PARAMS)
+        return (letterboxed_images(self.imgsz, self.rect), LETTERBOX_PARAMS)
 
 
 # Ultralytics' `val` settings (max_det 300, conf 0.001, iou 0.7, multi-label NMS), for mAP: what

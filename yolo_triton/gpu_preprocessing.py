@@ -8,8 +8,9 @@ preprocessing.py (letterboxed RGB UINT8 NCHW + LETTERBOX_PARAMS rows), in GPU me
   image the GPU cannot decode (another format, a JPEG flavour nvJPEG refuses) falls back alone to
   OpenCV on the CPU, and only an image that also fails there fails its request. EXIF orientation
   is applied, as Ultralytics' OpenCV loading does.
-- letterbox: Ultralytics' LetterBox (cv2.resize INTER_LINEAR, centred grey 114 padding) as one
-  CUDA kernel: one thread per output pixel, OpenCV's fixed-point bilinear weights.
+- letterbox: Ultralytics' LetterBox (cv2.resize INTER_LINEAR, centred grey 114 padding, to imgsz x
+  imgsz or, rect, to the smallest multiple of the stride) as one CUDA kernel: one thread per
+  output pixel, OpenCV's fixed-point bilinear weights.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import cupy as cp
 import numpy as np
 
 from yolo_triton.contract import LETTERBOX_PARAMS, PADDING_VALUE
-from yolo_triton.preprocessing import ImageError, Letterbox, check, decode
+from yolo_triton.preprocessing import ImageError, check, decode, letterbox_boxes
 
 _LETTERBOX_SOURCE = r"""
 // OpenCV's resize (INTER_LINEAR, 8-bit): 11-bit fixed-point weights, horizontal then vertical.
@@ -35,16 +36,16 @@ __device__ __forceinline__ void source_taps(int d, float scale, int size, int* s
 }
 
 extern "C" __global__ void letterbox(const unsigned long long* sources, const int* geometry,
-                                     unsigned char* out, const int size) {
+                                     unsigned char* out, const int out_h, const int out_w) {
     const int x = blockIdx.x * blockDim.x + threadIdx.x;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
     const int n = blockIdx.z;
-    if (x >= size || y >= size) return;
+    if (x >= out_w || y >= out_h) return;
     // per image: height, width, new_height, new_width, top, left, row pitch in bytes
     const int* g = geometry + n * 7;
     const int h = g[0], w = g[1], nh = g[2], nw = g[3], top = g[4], left = g[5], pitch = g[6];
-    const size_t plane = (size_t)size * size;
-    unsigned char* o = out + n * 3 * plane + (size_t)y * size + x;
+    const size_t plane = (size_t)out_h * out_w;
+    unsigned char* o = out + n * 3 * plane + (size_t)y * out_w + x;
     const int lx = x - left, ly = y - top;
     if (lx < 0 || ly < 0 || lx >= nw || ly >= nh) {
         o[0] = o[plane] = o[2 * plane] = PADDING;
@@ -71,10 +72,10 @@ extern "C" __global__ void letterbox(const unsigned long long* sources, const in
 class GpuPreprocessor:
     """Decoder and kernel made once (initialize), then `__call__` per batch."""
 
-    def __init__(self, imgsz: int, device_id: int = 0, backends: tuple[str, ...] | None = None):
+    def __init__(self, imgsz: int, device_id: int = 0, backends: tuple[str, ...] | None = None, rect: bool = False):
         from nvidia import nvimgcodec
 
-        self.imgsz = imgsz
+        self.imgsz, self.rect = imgsz, rect
         self.device = cp.cuda.Device(device_id)
         with self.device:
             self.kernel = cp.RawKernel(_LETTERBOX_SOURCE.replace("PADDING", str(PADDING_VALUE)), "letterbox")
@@ -114,22 +115,25 @@ class GpuPreprocessor:
         return images
 
     def letterbox(self, images: list, stream: cp.cuda.Stream) -> tuple[cp.ndarray, np.ndarray]:
-        """Decoded GPU images -> (N, 3, S, S) uint8 GPU batch, and their LETTERBOX_PARAMS rows."""
-        n, size = len(images), self.imgsz
-        out = cp.empty((n, 3, size, size), cp.uint8)
-        params = np.empty((n, *LETTERBOX_PARAMS.dims), LETTERBOX_PARAMS.numpy_dtype)
-        if n == 0:
-            return out, params
+        """Decoded GPU images of one batch -> (N, 3, H, W) uint8 GPU batch (preprocessing.letterbox_boxes),
+        and their LETTERBOX_PARAMS rows."""
         views = [cp.asarray(im) for im in images]  # zero-copy views (__cuda_array_interface__)
-        geometry = np.empty((n, 7), np.int32)
         for i, v in enumerate(views):
             if v.ndim != 3 or v.shape[2] != 3 or v.dtype != cp.uint8 or v.strides[1:] != (3, 1):
                 raise ValueError(f"decoded image {i} is {v.shape} {v.dtype} {v.strides}, expected HxWx3 uint8 rows")
-            box = Letterbox.fit(v.shape[0], v.shape[1], size)
+        boxes = letterbox_boxes([v.shape[:2] for v in views], self.imgsz, self.rect)
+        n = len(views)
+        height, width = (boxes[0].out_height, boxes[0].out_width) if boxes else (self.imgsz, self.imgsz)
+        out = cp.empty((n, 3, height, width), cp.uint8)
+        params = np.empty((n, *LETTERBOX_PARAMS.dims), LETTERBOX_PARAMS.numpy_dtype)
+        if n == 0:
+            return out, params
+        geometry = np.empty((n, 7), np.int32)
+        for i, (v, box) in enumerate(zip(views, boxes)):
             geometry[i] = (box.height, box.width, box.new_height, box.new_width, box.top, box.left, v.strides[0])
             params[i] = box.params()
         pointers = cp.asarray(np.array([v.data.ptr for v in views], np.uint64))
         block = (32, 8, 1)
-        grid = ((size + block[0] - 1) // block[0], (size + block[1] - 1) // block[1], n)
-        self.kernel(grid, block, (pointers, cp.asarray(geometry), out, np.int32(size)), stream=stream)
+        grid = ((width + block[0] - 1) // block[0], (height + block[1] - 1) // block[1], n)
+        self.kernel(grid, block, (pointers, cp.asarray(geometry), out, np.int32(height), np.int32(width)), stream=stream)
         return out, params

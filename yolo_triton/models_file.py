@@ -24,9 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from yolo_triton.contract import DETECTOR_SUFFIX, EVALUATION_SETTINGS, PREPROCESS_MODEL, Variant
+from yolo_triton.contract import DETECTOR_SUFFIX, EVALUATION_SETTINGS, PREPROCESS_MODEL, STRIDE, Variant
 
-STRIDE = 32  # the largest stride of a YOLO detection head: input sizes are multiples of it
 TASKS = {"segment": "segmentation", "pose": "pose estimation", "obb": "oriented-box (OBB)", "classify": "classification"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -70,6 +69,7 @@ FIELDS: dict[str, Field] = {
     "class_agnostic": Field(bool),
     "multi_label": Field(bool),
     "nms_free": Field(bool),
+    "rect": Field(bool),
     "eval": Field(bool),
 }
 FROM_WEIGHTS = ("num_classes", "class_names")  # Variant fields a file cannot set
@@ -126,6 +126,8 @@ def parse_models(data, source: str, folder: Path | None = None) -> dict[str, Var
                 raise ModelsFileError(f"{where}: key {key!r}: {problem}")
         if "weights" not in entry:
             raise ModelsFileError(f"{where}: key 'weights' is missing: a .pt file or a name Ultralytics downloads (yolo11n.pt)")
+        if entry.get("rect") and entry.get("nms_free"):
+            raise ModelsFileError(f"{where}: key 'rect': not with an end-to-end head (nms_free) yet")
         fields = {**(EVALUATION_SETTINGS if entry.get("eval") else {}), **{k: v for k, v in entry.items() if k != "eval"}}
         fields["weights"] = _weights_path(fields["weights"], folder)
         max_batch = fields.setdefault("max_batch_size", Variant.max_batch_size)
@@ -196,5 +198,7 @@ def inspect_weights(v: Variant, source: str) -> Variant:
     end_to_end = getattr(head, "one2one_cv2", None) is not None  # YOLO26's / YOLOv10's one-to-one branch
     if v.nms_free and not end_to_end:
         raise ModelsFileError(f"{source}: model {v.name!r}: key 'nms_free': the head of {v.weights} is not end-to-end")
+    if v.rect and end_to_end:
+        raise ModelsFileError(f"{source}: model {v.name!r}: key 'rect': not with an end-to-end head ({v.weights}) yet")
     return replace(v, weights=str(model.ckpt_path or v.weights), num_classes=len(names), class_names=names,
                    nms_free=v.nms_free or end_to_end)

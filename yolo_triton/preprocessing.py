@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from yolo_triton.contract import LETTERBOX_PARAMS, PADDING_VALUE
+from yolo_triton.contract import LETTERBOX_PARAMS, PADDING_VALUE, STRIDE
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # one encoded image; a larger payload is refused before decoding
 MAX_IMAGE_PIXELS = 100_000_000  # width x height from the header; larger is refused before decoding
@@ -26,7 +26,8 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class Letterbox:
-    """Where Ultralytics' LetterBox (auto=False, centre, scaleup) puts an image of h x w pixels."""
+    """Where Ultralytics' LetterBox (centre, scaleup) puts an image of h x w pixels: into imgsz x
+    imgsz (auto=False), or rect (auto=True) into the smallest multiple of STRIDE on each side."""
 
     height: int
     width: int
@@ -34,20 +35,31 @@ class Letterbox:
     new_width: int
     top: int
     left: int
+    out_height: int
+    out_width: int
 
     @classmethod
-    def fit(cls, height: int, width: int, imgsz: int) -> "Letterbox":
+    def fit(cls, height: int, width: int, imgsz: int, rect: bool = False) -> "Letterbox":
         # the same arithmetic, with Python's round (half to even), as ultralytics.data.augment.LetterBox
         r = min(imgsz / height, imgsz / width)
         new_w, new_h = max(round(width * r), 1), max(round(height * r), 1)
-        top = round((imgsz - new_h) / 2 - 0.1)
-        left = round((imgsz - new_w) / 2 - 0.1)
-        return cls(height, width, new_h, new_w, top, left)
+        out_h, out_w = (new_h + (imgsz - new_h) % STRIDE, new_w + (imgsz - new_w) % STRIDE) if rect else (imgsz, imgsz)
+        top = round((out_h - new_h) / 2 - 0.1)
+        left = round((out_w - new_w) / 2 - 0.1)
+        return cls(height, width, new_h, new_w, top, left, out_h, out_w)
 
     def params(self) -> np.ndarray:
         """The LETTERBOX_PARAMS row: pad_x, pad_y, scale_x, scale_y, width, height."""
         row = (self.left, self.top, self.new_width / self.width, self.new_height / self.height, self.width, self.height)
         return np.array(row, dtype=LETTERBOX_PARAMS.numpy_dtype)
+
+
+def letterbox_boxes(shapes: list[tuple[int, int]], imgsz: int, rect: bool = False) -> list[Letterbox]:
+    """The letterbox of each image of one batch, (height, width) each. rect applies when they all
+    have one shape, as in Ultralytics' predict (LetterBox auto only for `same_shapes`); a batch of
+    mixed shapes is letterboxed to imgsz x imgsz."""
+    rect = rect and len(set(shapes)) == 1
+    return [Letterbox.fit(h, w, imgsz, rect) for h, w in shapes]
 
 
 def check(data: bytes) -> str | None:
@@ -83,10 +95,10 @@ def decode(data: bytes) -> np.ndarray:
     return image
 
 
-def letterbox_into(out: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """Letterbox a BGR image into `out` (3 x S x S uint8, RGB); return its LETTERBOX_PARAMS row."""
-    size = out.shape[-1]
-    box = Letterbox.fit(image.shape[0], image.shape[1], size)
+def letterbox_into(out: np.ndarray, image: np.ndarray, box: Letterbox | None = None) -> np.ndarray:
+    """Letterbox a BGR image into `out` (3 x H x W uint8, RGB) where `box` says (default: into the
+    out x out square); return its LETTERBOX_PARAMS row."""
+    box = box or Letterbox.fit(image.shape[0], image.shape[1], out.shape[-1])
     if (box.new_height, box.new_width) != image.shape[:2]:
         image = cv2.resize(image, (box.new_width, box.new_height), interpolation=cv2.INTER_LINEAR)
     out[...] = PADDING_VALUE
@@ -97,8 +109,8 @@ def letterbox_into(out: np.ndarray, image: np.ndarray) -> np.ndarray:
 class CpuPreprocessor:
     """The CPU implementation of the preprocess model's two steps (GpuPreprocessor's twin)."""
 
-    def __init__(self, imgsz: int):
-        self.imgsz = imgsz
+    def __init__(self, imgsz: int, rect: bool = False):
+        self.imgsz, self.rect = imgsz, rect
 
     def decode(self, rows: list[bytes]) -> list:
         """Every row decoded (BGR), or the ImageError of that row."""
@@ -111,8 +123,11 @@ class CpuPreprocessor:
         return images
 
     def letterbox(self, images: list) -> tuple[np.ndarray, np.ndarray]:
-        batch = np.empty((len(images), 3, self.imgsz, self.imgsz), np.uint8)
+        """One batch: (N, 3, H, W) uint8 RGB and the LETTERBOX_PARAMS rows (letterbox_boxes)."""
+        boxes = letterbox_boxes([im.shape[:2] for im in images], self.imgsz, self.rect)
+        height, width = (boxes[0].out_height, boxes[0].out_width) if boxes else (self.imgsz, self.imgsz)
+        batch = np.empty((len(images), 3, height, width), np.uint8)
         params = np.empty((len(images), *LETTERBOX_PARAMS.dims), LETTERBOX_PARAMS.numpy_dtype)
-        for i, image in enumerate(images):
-            params[i] = letterbox_into(batch[i], image)
+        for i, (image, box) in enumerate(zip(images, boxes)):
+            params[i] = letterbox_into(batch[i], image, box)
         return batch, params

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from yolo_triton import contract
-from yolo_triton.contract import CLASS_NAMES_PARAMETER, VARIANTS, TensorSpec, Variant, preprocess_model
+from yolo_triton.contract import CLASS_NAMES_PARAMETER, VARIANTS, TensorSpec, Variant
 from yolo_triton.models_file import ModelsFileError, inspect_weights, load_models_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,16 +119,17 @@ def onnxruntime_gpu_parameters(max_batch_size: int) -> dict[str, str]:
 
 
 def preprocess_config(variants: list[Variant], target: str = "onnxruntime-cpu") -> str:
-    """The preprocess model of the variants' one input size (preprocess_model(imgsz))."""
-    sizes = {v.imgsz for v in variants}
-    if len(sizes) != 1:
-        raise ValueError(f"one preprocess model serves one input size; the variants ask for {sorted(sizes)}")
-    imgsz = sizes.pop()
+    """The preprocess model of the variants' one input size and letterbox (Variant.preprocess)."""
+    kinds = {(v.imgsz, v.rect) for v in variants}
+    if len(kinds) != 1:
+        raise ValueError(f"one preprocess model serves one input size and letterbox; the variants ask for {sorted(kinds)}")
+    imgsz, rect = kinds.pop()
     max_batch = max(v.max_batch_size for v in variants)
     preferred = tuple(sorted({b for v in variants for b in v.preferred_batch_sizes}))
     gpu = TARGETS[target].on_gpu
-    return model_config(preprocess_model(imgsz), PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
-                        kind="KIND_GPU" if gpu else "KIND_CPU", parameters={"imgsz": str(imgsz), "device": "gpu" if gpu else "cpu"},
+    return model_config(variants[0].preprocess, PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
+                        kind="KIND_GPU" if gpu else "KIND_CPU",
+                        parameters={"imgsz": str(imgsz), "rect": str(int(rect)), "device": "gpu" if gpu else "cpu"},
                         instances=GPU_PREPROCESS_INSTANCES if gpu else CPU_PREPROCESS_INSTANCES,
                         queue_delay_us=GPU_QUEUE_DELAY_US if gpu else QUEUE_DELAY_US)
 
@@ -330,8 +331,8 @@ def write_repository(out: Path, models: dict[str, Variant | str], target: str = 
     variants = [inspect_weights(m if isinstance(m, Variant) else replace(VARIANTS[n], weights=m), source) for n, m in models.items()]
 
     out = Path(out)
-    sizes = sorted({v.imgsz for v in variants})
-    wanted = {*map(preprocess_model, sizes), *(v.name for v in variants), *(v.detector for v in variants)}
+    preprocess = {v.preprocess: [w for w in variants if w.preprocess == v.preprocess] for v in variants}
+    wanted = {*preprocess, *(v.name for v in variants), *(v.detector for v in variants)}
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.iterdir():  # a model left from an earlier choice would be served too
         if stale.is_dir() and stale.name not in wanted:
@@ -346,8 +347,8 @@ def write_repository(out: Path, models: dict[str, Variant | str], target: str = 
             shutil.copy(MODEL_SOURCES / python_model, version / "model.py")
         return version
 
-    for imgsz in sizes:
-        model(preprocess_model(imgsz), preprocess_config([v for v in variants if v.imgsz == imgsz], target), "preprocess.py")
+    for name, served in preprocess.items():
+        model(name, preprocess_config(served, target), "preprocess.py")
     for v in variants:
         version = model(v.detector, detector_config(v, target), t.source)
         model(v.name, ensemble_config(v))

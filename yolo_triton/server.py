@@ -27,10 +27,11 @@ HOST = "127.0.0.1"  # the embedded server is for this machine only
 # Each Python-backend stub exchanges tensors with the server through a shared-memory region.
 # Triton's default (1 MiB, grown 1 MiB at a time) maps the region anew at every growth and keeps
 # the old mappings, so under load the server's and the stubs' RSS climb in steps for minutes (an
-# 85-mapping preprocess region in a soak, benchmarks/RESULTS.md); sized for a few batches of
-# letterboxed images from the start and grown in large steps, it settles within the warm-up.
+# 85-mapping preprocess region in a soak, benchmarks/RESULTS.md); started at 64 MiB and grown
+# 64 MiB at a time, it settles within the warm-up after a few growths at most. Each region is
+# resident whole, once per stub (every instance of every model): 64 MiB, not more, at the start.
 # docker-compose.yml and the Helm chart pass the same flags (tests check).
-PYTHON_BACKEND_CONFIG = ("python,shm-default-byte-size=268435456", "python,shm-growth-byte-size=67108864")
+PYTHON_BACKEND_CONFIG = ("python,shm-default-byte-size=67108864", "python,shm-growth-byte-size=67108864")
 
 
 def wheel_root() -> Path:

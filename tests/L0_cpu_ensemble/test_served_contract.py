@@ -43,7 +43,8 @@ def test_config_is_the_contract(client, protocol, name, served_models):
     as_list = lambda tensors: [(t["name"], t["data_type"], [int(d) for d in t["dims"]]) for t in tensors]
     assert as_list(config["input"]) == [(s.name, s.data_type, list(s.dims)) for s in v.inputs]
     assert as_list(config["output"]) == [(s.name, s.data_type, list(s.dims)) for s in v.outputs]
-    expected_preprocess = "preprocess" if v.imgsz == 640 else f"preprocess_{v.imgsz}"  # one per input size
+    # one per input size and letterbox
+    expected_preprocess = "preprocess" + ("" if v.imgsz == 640 else f"_{v.imgsz}") + ("_rect" if v.rect else "")
     assert [s["model_name"] for s in config["ensemble_scheduling"]["step"]] == [expected_preprocess, v.detector]
 
 
@@ -60,5 +61,5 @@ def test_server_is_live_and_every_model_ready(client, served_models):
     assert client.is_server_live() and client.is_server_ready()
     for name in ALL_SERVED:
         assert client.is_model_ready(name) and client.is_model_ready(served_models[name].detector)
-    for preprocess in ("preprocess", "preprocess_320", "preprocess_1280"):
+    for preprocess in ("preprocess", "preprocess_320", "preprocess_1280", "preprocess_rect"):
         assert client.is_model_ready(preprocess)

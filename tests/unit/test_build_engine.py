@@ -143,6 +143,24 @@ def test_profile_spans_one_to_max_batch():
     }
 
 
+def test_rect_profile_spans_every_stride_multiple_up_to_imgsz(tmp_path):
+    """A rect variant's plan takes any height and width from 32 to imgsz; the EfficientNMS graph it
+    is built from has them free."""
+    from dataclasses import replace
+
+    from yolo_triton.export.create_onnx import create_onnx
+
+    v = replace(VARIANTS["yolov8_nano"], rect=True, max_batch_size=16, preferred_batch_sizes=(8, 16))
+    assert optimisation_profile(v) == {
+        "images": ((1, 3, 32, 32), (16, 3, 640, 640), (16, 3, 640, 640)),
+        "letterbox": ((1, 6), (16, 6), (16, 6)),
+    }
+    graph = onnx.load(create_onnx(weights_of("yolov8_nano"), v, "efficient_nms", tmp_path / "model.onnx"))
+    images = graph.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in images] == ["batch", 3, "height", "width"]
+    assert [n.op_type for n in graph.graph.node].count("EfficientNMS_TRT") == 1
+
+
 def test_build_writes_the_raw_plan(trt, efficient_graph, tmp_path):
     plan = build_engine(efficient_graph, tmp_path / "model.plan", VARIANTS["yolov11_nano"], timing_cache=tmp_path / "cache")
     assert plan.read_bytes() == PLAN  # exactly TensorRT's bytes: no Ultralytics metadata header

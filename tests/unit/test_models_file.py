@@ -40,6 +40,7 @@ def error_of(path) -> str:
      "key 'preferred_batch_sizes': [8, 32] goes past max_batch_size 16"),
     ("ppe: {weights: best.pt, preferred_batch_sizes: [8, 4]}", "ppe", "must be a non-empty increasing list of positive integers"),
     ("ppe: {weights: best.pt, eval: 'yes'}", "ppe", "key 'eval': must be bool, not 'yes'"),
+    ("ppe: {weights: best.pt, rect: true, nms_free: true}", "ppe", "key 'rect': not with an end-to-end head (nms_free) yet"),
     ("ppe: {weights: best.onnx}", "ppe", "key 'weights': must be a .pt file (PyTorch weights), not 'best.onnx'"),
     ("ppe: {conf: 0.4}", "ppe", "key 'weights' is missing"),
     ("ppe: {weights: best.pt, class_names: [a, b]}", "ppe", "key 'class_names': not a key of a models file: the classes"),

@@ -6,7 +6,7 @@ import pytest
 from ultralytics.data.augment import LetterBox
 from ultralytics.utils.ops import scale_boxes
 
-from yolo_triton.preprocessing import ImageError, Letterbox, decode, letterbox_into
+from yolo_triton.preprocessing import CpuPreprocessor, ImageError, Letterbox, decode, letterbox_boxes, letterbox_into
 
 IMGSZ = 640
 ODD_SHAPES = [(1, 1), (1, 3000), (3000, 1), (16, 10000), (639, 641), (641, 639), (480, 640), (1080, 1920), (333, 777)]
@@ -41,6 +41,31 @@ def test_letterbox_matches_ultralytics_on_odd_shapes(shape):
     pad, scale, size = params[:2], params[2:4], params[4:]
     mapped = np.clip((boxes - np.tile(pad, 2)) / np.tile(scale, 2), 0, np.tile(size, 2))
     np.testing.assert_allclose(mapped, expected, rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", ODD_SHAPES + [(500, 375), (427, 640), (720, 1280)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_rect_letterbox_matches_ultralytics_default_predict(shape):
+    """rect: LetterBox(auto=True), each side padded to the smallest multiple of 32, as Ultralytics'
+    predict of .pt weights does an image (a batch of one shape); boxes map back the same way."""
+    image = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    (batch,), (params,) = CpuPreprocessor(IMGSZ, rect=True).letterbox([image])
+    expected = LetterBox((IMGSZ, IMGSZ), auto=True, stride=32)(image=image)[..., ::-1].transpose(2, 0, 1)
+    np.testing.assert_array_equal(batch, expected)
+    height, width = batch.shape[1:]
+    assert height % 32 == 0 and width % 32 == 0 and max(height, width) == IMGSZ
+    boxes = np.array([[100.5, 20.25, 300.75, 30.0]], np.float32)
+    expected_boxes = scale_boxes((height, width), boxes.copy(), shape)
+    mapped = np.clip((boxes - np.tile(params[:2], 2)) / np.tile(params[2:4], 2), 0, np.tile(params[4:], 2))
+    np.testing.assert_allclose(mapped, expected_boxes, rtol=1e-6, atol=1e-4)
+
+
+def test_rect_batch_of_mixed_shapes_is_square():
+    """Ultralytics letterboxes a batch of mixed shapes to imgsz x imgsz (auto only for same shapes)."""
+    same = [np.zeros((480, 640, 3), np.uint8)] * 2
+    mixed = [np.zeros((480, 640, 3), np.uint8), np.zeros((640, 480, 3), np.uint8)]
+    assert {(b.out_height, b.out_width) for b in letterbox_boxes([im.shape[:2] for im in same], IMGSZ, rect=True)} == {(480, 640)}
+    assert {(b.out_height, b.out_width) for b in letterbox_boxes([im.shape[:2] for im in mixed], IMGSZ, rect=True)} == {(640, 640)}
+    assert CpuPreprocessor(IMGSZ, rect=True).letterbox(mixed)[0].shape == (2, 3, 640, 640)
 
 
 def test_letterbox_fit_keeps_thin_images_one_pixel():

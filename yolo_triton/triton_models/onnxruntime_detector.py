@@ -13,6 +13,8 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
+from yolo_triton.contract import DEFAULT_IMGSZ
+
 
 class TritonPythonModel:
     def initialize(self, args):
@@ -25,9 +27,11 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]
-        # warm-up, so the first request does not pay for ONNX Runtime's first run
+        # warm-up, so the first request does not pay for ONNX Runtime's first run (a rect variant's
+        # free height and width: the default square)
         types = {"TYPE_UINT8": np.uint8, "TYPE_FP32": np.float32}
-        self.session.run(self.output_names, {i["name"]: np.ones((1, *i["dims"]), types[i["data_type"]]) for i in config["input"]})
+        self.session.run(self.output_names, {i["name"]: np.ones((1, *(d if d > 0 else DEFAULT_IMGSZ for d in i["dims"])), types[i["data_type"]])
+                                             for i in config["input"]})
 
     def execute(self, requests):
         inputs = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names] for r in requests]

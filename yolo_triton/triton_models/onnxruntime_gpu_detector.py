@@ -11,11 +11,16 @@ where TensorRT's libraries are present, else CUDA's.
   rebuilds its cuDNN plans (about 3 s for yolo11n on an H100) whenever its input shape differs
   from the previous run, so there is one session per batch size of the config parameter
   `batch_sizes`, each warmed in initialize(), and an execution is padded up to the next size.
+- Rect variants (images of any height and width, one shape per execution: Triton batches only
+  requests of one shape): one session per batch size and shape, made at the first execution of
+  that shape (the first request of a new shape waits for the plans) and kept, the least recently
+  used dropped past MAX_SESSIONS. Right for a stream of one size; a mix of many shapes pays often.
 - The outputs (about 2.4 KB an image) come back to host memory in one copy per execution, bound
   to buffers of the session, and are split per request: Triton sends them to the client from host
   memory anyway (rather than four GPU tensors per request through Triton's CUDA memory pool).
 """
 
+import collections
 import ctypes
 import json
 import os
@@ -29,6 +34,7 @@ from yolo_triton.contract import LETTERBOX_PARAMS, PADDING_VALUE, letterboxed_im
 
 _NUMPY = {"TYPE_UINT8": np.uint8, "TYPE_FP32": np.float32, "TYPE_INT32": np.int32}
 IMAGES = letterboxed_images(640).name  # the name, whatever the size
+MAX_SESSIONS = 32  # rect: sessions kept, one per batch size and input shape
 
 
 def _tensorrt_present() -> bool:
@@ -47,12 +53,14 @@ class _Run:
     """One session for one batch size, its inputs in GPU memory and its outputs in host memory,
     bound once: each execution only fills the inputs and calls run_with_iobinding."""
 
-    def __init__(self, session, size: int, inputs: list[dict], outputs: list[dict], device_id: int):
+    def __init__(self, session, size: int, inputs: list[dict], outputs: list[dict], device_id: int, shape=None):
+        """shape: (height, width) of the images of a rect variant (its dims are -1)."""
         self.session, self.size = session, size
         self.binding = session.io_binding()
         self.inputs = {}
         for spec in inputs:
-            buffer = cp.zeros((size, *spec["dims"]), _NUMPY[spec["data_type"]])
+            dims = (*spec["dims"][:-2], *shape) if spec["name"] == IMAGES and shape else spec["dims"]
+            buffer = cp.zeros((size, *dims), _NUMPY[spec["data_type"]])
             self.binding.bind_input(spec["name"], "cuda", device_id, buffer.dtype, buffer.shape, buffer.data.ptr)
             self.inputs[spec["name"]] = buffer
         self.outputs = {}
@@ -69,6 +77,8 @@ class TritonPythonModel:
         sizes = sorted(int(s) for s in parameters["batch_sizes"].split(","))
         if sizes[-1] < config["max_batch_size"]:
             raise ValueError(f"batch_sizes {sizes} must reach max_batch_size {config['max_batch_size']}")
+        self.sizes, self.config = sizes, config
+        self.rect = any(-1 in i["dims"] for i in config["input"])
         self.device_id = int(args["model_instance_device_id"])
         self.device = cp.cuda.Device(self.device_id)
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
@@ -90,14 +100,28 @@ class TritonPythonModel:
                     "trt_engine_cache_enable": "True", "trt_engine_cache_path": cache}))
             options = ort.SessionOptions()
             options.log_severity_level = 3  # no per-node placement warnings in the server log
-            self.runs = {}
-            for size in sizes:
-                session = ort.InferenceSession(path, options, providers=providers)
-                self.runs[size] = _Run(session, size, config["input"], config["output"], self.device_id)
-                self._warm(self.runs[size])
-        pb_utils.Logger.log_info(f"{config['name']}: ONNX Runtime {ort.__version__} "
-                                 f"{self.runs[sizes[0]].session.get_providers()[0]} on GPU {self.device_id}, "
-                                 f"one session per batch size {sizes}")
+            self.new_session = lambda: ort.InferenceSession(path, options, providers=providers)
+            self.runs = collections.OrderedDict()  # (batch size, height, width) -> _Run; (size, 0, 0) when not rect
+            for size in ([] if self.rect else sizes):
+                self.runs[size, 0, 0] = self._new_run(size)
+        pb_utils.Logger.log_info(f"{config['name']}: ONNX Runtime {ort.__version__} {providers[0][0]} on GPU {self.device_id}, "
+                                 f"one session per batch size {sizes}{' and input shape, made when first used' if self.rect else ''}")
+
+    def _new_run(self, size: int, shape=None) -> _Run:
+        run = _Run(self.new_session(), size, self.config["input"], self.config["output"], self.device_id, shape)
+        self._warm(run)
+        return run
+
+    def _run_for(self, count: int, shape) -> _Run:
+        """The run of the smallest batch size that holds `count` images (of this shape, rect)."""
+        size = next(s for s in self.sizes if s >= count)
+        key = (size, *shape) if self.rect else (size, 0, 0)
+        if key not in self.runs:
+            if len(self.runs) >= MAX_SESSIONS:
+                self.runs.popitem(last=False)
+            self.runs[key] = self._new_run(size, shape)
+        self.runs.move_to_end(key)
+        return self.runs[key]
 
     def _warm(self, run: _Run):
         """First run of a session (cuDNN plans, TensorRT engine), in initialize(): grey images
@@ -114,10 +138,12 @@ class TritonPythonModel:
         self.stream.synchronize()
 
     def execute(self, requests):
-        names = list(self.runs[next(iter(self.runs))].inputs)
+        names = [i["name"] for i in self.config["input"]]
         tensors = [[pb_utils.get_input_tensor_by_name(r, name) for name in names] for r in requests]
         counts = [t[0].shape()[0] for t in tensors]
-        run = self.runs[next(size for size in self.runs if size >= sum(counts))]
+        images = tensors[0][names.index(IMAGES)] if IMAGES in names else None
+        with self.device:
+            run = self._run_for(sum(counts), tuple(images.shape()[-2:]) if self.rect else None)
         with self.device, self.stream:
             for i, name in enumerate(names):
                 target = run.inputs[name]

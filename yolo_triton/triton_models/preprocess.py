@@ -3,8 +3,9 @@
 Input `image` (BYTES, one encoded image per row). Outputs `images` (UINT8 [3, S, S], RGB) and
 `letterbox` (FP32 [6]) for the detector. On the GPU (nvImageCodec + CuPy, gpu_preprocessing.py)
 `images` stays in GPU memory and goes to the detector by DLPack; on the CPU, OpenCV
-(preprocessing.py). Config parameter `device`: "auto" (the GPU when CuPy, nvImageCodec and a GPU
-are there), "gpu" or "cpu". A row that does not decode fails its own request with a message naming
+(preprocessing.py). Config parameters: `imgsz`; `rect` ("1": each request letterboxed to the
+smallest multiple of the stride, so its `images` have its own height and width); `device`: "auto"
+(the GPU when CuPy, nvImageCodec and a GPU are there), "gpu" or "cpu". A row that does not decode fails its own request with a message naming
 the row; the other requests of the same batch are answered normally.
 """
 
@@ -33,7 +34,8 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         parameters = config["parameters"]
         imgsz = int(parameters["imgsz"]["string_value"])
-        self.images_spec = letterboxed_images(imgsz)
+        self.rect = parameters.get("rect", {}).get("string_value", "0") == "1"
+        self.images_spec = letterboxed_images(imgsz, self.rect)
         device = parameters.get("device", {}).get("string_value", "auto")
         if device not in ("auto", "gpu", "cpu"):
             raise ValueError(f"parameter device must be auto, gpu or cpu, not {device!r}")
@@ -44,30 +46,31 @@ class TritonPythonModel:
             from yolo_triton.gpu_preprocessing import GpuPreprocessor
 
             device_id = int(args.get("model_instance_device_id", 0) or 0) if args.get("model_instance_kind") == "GPU" else 0
-            self.impl = GpuPreprocessor(imgsz, device_id)
+            self.impl = GpuPreprocessor(imgsz, device_id, rect=self.rect)
             with self.impl.device:
                 self.stream = cupy.cuda.Stream(non_blocking=True)
         else:
-            self.impl = CpuPreprocessor(imgsz)
+            self.impl = CpuPreprocessor(imgsz, self.rect)
         # warm-up: kernel compile, decoder start, first OpenCV decode and resize
         ok, jpeg = cv2.imencode(".jpg", np.full((480, 640, 3), 128, np.uint8))
         self._preprocess([[jpeg.tobytes()]])
         pb_utils.Logger.log_info(f"preprocess: {'GPU (nvImageCodec + CuPy)' if self.on_gpu else 'CPU (OpenCV)'}")
 
     def _preprocess(self, requests_rows):
-        """One decode call and one letterbox call for all rows of all requests; per request either
-        (images, params) or the ImageError naming its bad row."""
+        """One decode call for all rows of all requests, one letterbox call for all (one per request
+        with rect); per request either (images, params) or the ImageError naming its bad row."""
         flat = [data for rows in requests_rows for data in rows]
         if self.on_gpu:
             with self.impl.device, self.stream:
                 decoded = self.impl.decode(flat, self.stream)
-                results = self._split(requests_rows, decoded, lambda good: self.impl.letterbox(good, self.stream))
+                results = self._split(requests_rows, decoded, lambda good: self.impl.letterbox(good, self.stream), self.rect)
                 self.stream.synchronize()  # the decoded images may be freed once the kernel has read them
             return results
-        return self._split(requests_rows, self.impl.decode(flat), self.impl.letterbox)
+        return self._split(requests_rows, self.impl.decode(flat), self.impl.letterbox, self.rect)
 
     @staticmethod
-    def _split(requests_rows, decoded, letterbox):
+    def _split(requests_rows, decoded, letterbox, per_request: bool):
+        """per_request (rect): each request letterboxed alone, to its own shape; else all at once."""
         outcomes, good, start = [], [], 0
         for rows in requests_rows:
             mine = decoded[start:start + len(rows)]
@@ -78,6 +81,8 @@ class TritonPythonModel:
             else:
                 outcomes.append((len(good), len(good) + len(mine)))
                 good.extend(mine)
+        if per_request:
+            return [o if isinstance(o, ImageError) else letterbox(good[o[0]:o[1]]) for o in outcomes]
         batch, params = letterbox(good)
         return [o if isinstance(o, ImageError) else (batch[o[0]:o[1]], params[o[0]:o[1]]) for o in outcomes]
 
