@@ -214,6 +214,31 @@ def perf_analyzer(url: str, model: str, input_json: Path, concurrency: int, shap
                                         + int(row["Server Compute Output"])) / 1000, 2), "unstable": unstable}, shown
 
 
+def triton_statistics(http_url: str) -> dict:
+    """Triton's statistics of every model, by name (its HTTP API)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{http_url}/v2/models/stats", timeout=30) as r:
+        return {m["name"]: m for m in json.loads(r.read())["model_stats"]}
+
+
+def statistics_between(before: dict, after: dict) -> dict:
+    """Where the time went between two snapshots of Triton's statistics: per model, requests, the
+    mean batch it executed, and the mean queue and compute times per request (ms)."""
+    per_model = {}
+    for name, m in after.items():
+        b = before.get(name, {"inference_count": 0, "execution_count": 0, "inference_stats": {}})
+        delta = lambda key, field: int(m["inference_stats"][key][field]) - int(b["inference_stats"].get(key, {}).get(field, 0))
+        requests = delta("success", "count")
+        if requests <= 0:
+            continue
+        executions = int(m["execution_count"]) - int(b["execution_count"])
+        per_model[name] = {"requests": requests, "mean_batch": round((int(m["inference_count"]) - int(b["inference_count"])) / max(executions, 1), 2),
+                           **{f"{k}_ms": round(delta(k, "ns") / max(delta(k, "count"), 1) / 1e6, 3)
+                              for k in ("queue", "compute_input", "compute_infer", "compute_output")}}
+    return per_model
+
+
 def detector_input(paths: list[Path], v: Variant, out: Path) -> Path:
     """perf_analyzer data for the detector alone: real letterboxed images and their parameters."""
     cpu = CpuPreprocessor(v.imgsz)

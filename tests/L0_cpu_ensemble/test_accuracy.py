@@ -33,7 +33,7 @@ def test_detections_match_ultralytics(client, protocol, name, test_images, refer
     expected = reference(name, test_images)
     # rect: one image per request, each letterboxed to its own shape (a request of mixed shapes is
     # letterboxed square, as Ultralytics' predict does a batch of mixed shapes)
-    ours = served_detections(client, protocol, name, test_images, v.outputs, 1 if v.rect else IMAGES_PER_REQUEST)
+    ours = served_detections(client, protocol, name, test_images, v.outputs, 1 if v.rect else min(IMAGES_PER_REQUEST, v.max_batch_size))
     counts = MatchCounts()
     for path in test_images:
         counts.add(path.name, expected[path], ours[path])

@@ -17,6 +17,9 @@ Steps (default: ensemble,bench):
   network on ONNX Runtime GPU, NMS on the client; the ensemble through the same load generator.
 - ultralytics: Ultralytics' own predict loop (FP16, files from disk) in the image's PyTorch env.
 - soak: benchmarks/soak.py against the FP16 ensemble, GPU memory sampled too.
+- rect: benchmarks/rect.py's comparison (rect against square, the 4:3 photos and a mix of shapes)
+  on the FP16 GPU repository `model_repository_rect`, after one unmeasured pass (the sessions of
+  each batch size and shape are made at first use). RECT_LEVELS (default 1,16,64).
 - fuzz: hostile inputs (tests/fuzz_inputs.py, the CPU fuzz's generator) through the GPU
   preprocessing in a worker process (gpu_fuzz.py), then one per request through the served FP16
   ensemble among good photos: every input answered or refused with a message, every photo with
@@ -66,6 +69,7 @@ _package_folder("yolo_triton.benchmarks", ROOT / "benchmarks")
 _package_folder("yolo_triton.client", ROOT / "client")
 
 from matching import Detections, MatchCounts  # noqa: E402
+from yolo_triton.benchmarks.bench import statistics_between, triton_statistics  # noqa: E402
 from yolo_triton.contract import VARIANTS  # noqa: E402
 from yolo_triton.gpu_preprocessing import GpuPreprocessor  # noqa: E402
 from yolo_triton.preprocessing import CpuPreprocessor, decode, letterbox_into  # noqa: E402
@@ -184,7 +188,7 @@ def _infer(url: str, model: str, images: list[bytes]) -> dict:
     return _infer_binary(url, model, [("image", "BYTES", [len(images), 1], payload)], [s.name for s in VARIANTS[model].outputs])
 
 
-REPOSITORY = {"fp16": DATA / "model_repository_fp16", "fp32": DATA / "model_repository_fp32"}
+REPOSITORY = {"fp16": DATA / "model_repository_fp16", "fp32": DATA / "model_repository_fp32", "rect": DATA / "model_repository_rect"}
 
 
 @contextlib.contextmanager
@@ -286,12 +290,12 @@ def _perf(url: str, model: str, data: Path, c: int, shapes: list[str], out_dir: 
     from yolo_triton.benchmarks import bench as b
 
     b.MEASURE_SECONDS = float(os.environ.get("MEASURE_SECONDS", "2"))
-    before = _raw_stats(url)
+    before = triton_statistics(url)
     try:
         result, command = b.perf_analyzer(url.replace("18000", "18001"), model, data, c, shapes, SCRATCH, extra)
     except Exception as e:
         return {"error": str(e)[-600:]}, ""
-    return {**result, "triton_statistics": _stats_between(before, _raw_stats(url))}, command
+    return {**result, "triton_statistics": statistics_between(before, triton_statistics(url))}, command
 
 
 def bench(photos: list[Path], out_dir: Path) -> dict:
@@ -443,12 +447,12 @@ def classical(photos: list[Path], out_dir: Path, levels=(1, 16, 64)) -> dict:
         grpc_url = url.replace("18000", "18001")
         check = classical_work(grpc_url)(jpegs[0])  # the classical path finds what the ensemble finds
         agree = int(_infer(url, model, [jpegs[0]])["num_dets"][0, 0]) == len(check)
-        before = _raw_stats(url)
+        before = triton_statistics(url)
         for c in levels:
             for path, work in (("ensemble (client)", ensemble_client(grpc_url, model)), ("classical (client)", classical_work(grpc_url))):
                 rows.append({"path": path, "concurrency": c, **client_load(work, jpegs, c)})
                 print(rows[-1], flush=True)
-        stats = _stats_between(before, _raw_stats(url))
+        stats = statistics_between(before, triton_statistics(url))
     return {"rows": rows, "same_detection_count_on_first_photo": agree, "triton_statistics": stats}
 
 
@@ -462,28 +466,6 @@ def ultralytics(photos: list[Path], out_dir: Path) -> dict:
     if run.returncode != 0:
         return {"error": (run.stdout + run.stderr)[-2000:]}
     return json.loads(run.stdout.strip().splitlines()[-1])
-
-
-def _raw_stats(url: str) -> dict:
-    with urllib.request.urlopen(f"http://{url}/v2/models/stats", timeout=30) as r:
-        return {m["name"]: m for m in json.loads(r.read())["model_stats"]}
-
-
-def _stats_between(before: dict, after: dict) -> dict:
-    """Where the time went between two snapshots of Triton's statistics: per model, requests, the
-    mean batch it executed, and the mean queue and compute times per request (ms)."""
-    per_model = {}
-    for name, m in after.items():
-        b = before.get(name, {"inference_count": 0, "execution_count": 0, "inference_stats": {}})
-        delta = lambda key, field: int(m["inference_stats"][key][field]) - int(b["inference_stats"].get(key, {}).get(field, 0))
-        requests = delta("success", "count")
-        if requests <= 0:
-            continue
-        executions = int(m["execution_count"]) - int(b["execution_count"])
-        per_model[name] = {"requests": requests, "mean_batch": round((int(m["inference_count"]) - int(b["inference_count"])) / max(executions, 1), 2),
-                           **{f"{k}_ms": round(delta(k, "ns") / max(delta(k, "count"), 1) / 1e6, 3)
-                              for k in ("queue", "compute_input", "compute_infer", "compute_output")}}
-    return per_model
 
 
 def soak_gpu(photos: list[Path], out_dir: Path) -> dict:
@@ -501,6 +483,24 @@ def soak_gpu(photos: list[Path], out_dir: Path) -> dict:
     return {"summary": report.summary(), "requests": requests, "concurrency": concurrency, "wrong": report.wrong[:50],
             "differing": report.differing, "served": report.served, "refused": report.refused, "seconds": round(report.seconds, 1),
             "growth_percent": report.growth_percent, "samples": report.samples}
+
+
+def rect(photos: list[Path], out_dir: Path) -> dict:
+    from yolo_triton.benchmarks import bench
+    from yolo_triton.benchmarks.rect import compare, image_sets
+
+    bench.MEASURE_SECONDS = float(os.environ.get("MEASURE_SECONDS", "2"))
+    levels = [int(c) for c in os.environ.get("RECT_LEVELS", "1,16,64").split(",")]
+    work = SCRATCH / "rect"
+    work.mkdir(parents=True, exist_ok=True)
+    sets = image_sets(DATA / "images", work)
+    with served(out_dir, REPOSITORY["rect"]) as url:
+        grpc = url.replace("18000", "18001")
+        started = time.time()
+        compare(grpc, url, sets, [max(levels)], work)  # warm-up: the sessions of each batch size and shape
+        warm_seconds = time.time() - started
+        rows = compare(grpc, url, sets, levels, work)
+    return {"warm_up_seconds": round(warm_seconds, 1), "rows": rows}
 
 
 FUZZ_INPUTS = int(os.environ.get("FUZZ_INPUTS", "20000"))
@@ -582,7 +582,8 @@ def main():
              "ensemble": lambda: ensemble(photos, out_dir), "bench": lambda: bench(photos, out_dir),
              "tuning": lambda: tuning(photos, out_dir), "kernel": lambda: kernel(photos),
              "classical": lambda: classical(photos, out_dir), "ultralytics": lambda: ultralytics(photos, out_dir),
-             "soak": lambda: soak_gpu(photos, out_dir), "fuzz": lambda: fuzz(photos, out_dir)}
+             "soak": lambda: soak_gpu(photos, out_dir), "fuzz": lambda: fuzz(photos, out_dir),
+             "rect": lambda: rect(photos, out_dir)}
     chosen = sys.argv[2].split(",") if len(sys.argv) > 2 else ["ensemble", "bench"]
     if os.environ.get("SETTINGS"):
         pre, det, nhwc = os.environ["SETTINGS"].split(",")

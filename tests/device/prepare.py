@@ -4,9 +4,9 @@
 
 writes the images, Ultralytics' own predictions on them (the reference the device compares with:
 the Triton side of the device has no Ultralytics), the weights (for Ultralytics' own predict loop
-there), and two GPU model repositories written by the project's own writer, target
-onnxruntime-gpu: FP16 (with `<model>_bare`, the FP16 network alone, for the classical path) and
-FP32.
+there), and three GPU model repositories written by the project's own writer, target
+onnxruntime-gpu: FP16 (with `<model>_bare`, the FP16 network alone, for the classical path),
+FP32, and `square` beside `rect` (FP16) for benchmarks/rect.py.
 """
 
 import json
@@ -19,11 +19,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import COCO_IMAGES, ultralytics_assets, weights_of  # noqa: E402
 from yolo_triton.benchmarks.bench import add_bare_network  # noqa: E402
+from yolo_triton.benchmarks.rect import models_file  # noqa: E402
+from yolo_triton.models_file import load_models_file  # noqa: E402
 from yolo_triton.contract import VARIANTS  # noqa: E402
 from yolo_triton.repository import write_repository  # noqa: E402
 
 OUT = ROOT / "build" / "device"
 MODEL = "yolov11_nano"
+RECT_MAX_BATCH = 64
 
 
 def main():
@@ -51,6 +54,9 @@ def main():
             stamp.unlink()
         if precision == "fp16":
             add_bare_network(repository, v, str(weights_of(MODEL)), "onnxruntime-gpu", precision)
+    # rect against square (benchmarks/rect.py): the same weights both ways, FP16
+    source = models_file(str(weights_of(MODEL)), OUT, RECT_MAX_BATCH)
+    write_repository(OUT / "model_repository_rect", load_models_file(source), "onnxruntime-gpu", "fp16", str(source))
     print(f"{OUT}: {len(reference)} images, {sum(len(d['scores']) for d in reference.values())} reference detections")
 
 
