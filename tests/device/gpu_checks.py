@@ -70,7 +70,7 @@ _package_folder("yolo_triton.client", ROOT / "client")
 
 from matching import Detections, MatchCounts  # noqa: E402
 from yolo_triton.benchmarks.bench import statistics_between, triton_statistics  # noqa: E402
-from yolo_triton.contract import VARIANTS  # noqa: E402
+from yolo_triton.contract import VARIANTS, detection_outputs  # noqa: E402
 from yolo_triton.gpu_preprocessing import GpuPreprocessor  # noqa: E402
 from yolo_triton.preprocessing import CpuPreprocessor, decode, letterbox_into  # noqa: E402
 from yolo_triton.server import PYTHON_BACKEND_CONFIG, gpu_server_args  # noqa: E402
@@ -185,7 +185,7 @@ def _infer_binary(url: str, model: str, inputs: list[tuple[str, str, list[int], 
 def _infer(url: str, model: str, images: list[bytes]) -> dict:
     """The ensemble: encoded images in (BYTES: 4-byte length + bytes each), detections out."""
     payload = b"".join(struct.pack("<I", len(d)) + d for d in images)
-    return _infer_binary(url, model, [("image", "BYTES", [len(images), 1], payload)], [s.name for s in VARIANTS[model].outputs])
+    return _infer_binary(url, model, [("image", "BYTES", [len(images), 1], payload)], [s.name for s in detection_outputs(0)])
 
 
 REPOSITORY = {"fp16": DATA / "model_repository_fp16", "fp32": DATA / "model_repository_fp32", "rect": DATA / "model_repository_rect"}
@@ -494,13 +494,43 @@ def rect(photos: list[Path], out_dir: Path) -> dict:
     work = SCRATCH / "rect"
     work.mkdir(parents=True, exist_ok=True)
     sets = image_sets(DATA / "images", work)
+    parity = _rect_parity(photos)
+    print(parity, flush=True)
+    reference = json.loads((DATA / "reference.json").read_text())["rect_detections"]
     with served(out_dir, REPOSITORY["rect"]) as url:
+        counts = MatchCounts()  # each photo alone against Ultralytics' default (rect) predict
+        for path in photos:
+            ref = reference[path.name]
+            expected = Detections(np.array(ref["boxes"], np.float32).reshape(-1, 4), np.array(ref["scores"]), np.array(ref["classes"]))
+            result = _infer(url, "rect", [path.read_bytes()])
+            counts.add(path.name, expected, Detections.from_outputs(*(result[s.name][0] for s in VARIANTS[_model()].outputs)))
+        print(counts, flush=True)
         grpc = url.replace("18000", "18001")
         started = time.time()
         compare(grpc, url, sets, [max(levels)], work)  # warm-up: the sessions of each batch size and shape
         warm_seconds = time.time() - started
         rows = compare(grpc, url, sets, levels, work)
-    return {"warm_up_seconds": round(warm_seconds, 1), "rows": rows}
+    return {"letterbox_parity": parity, "match_rect_vs_ultralytics_default_predict": str(counts),
+            "warm_up_seconds": round(warm_seconds, 1), "rows": rows}
+
+
+def _rect_parity(photos: list[Path]) -> dict:
+    """The rect GPU kernel against the rect CPU letterbox, on the same decoded pixels, one photo at a time."""
+    gpu, cpu = GpuPreprocessor(IMGSZ, rect=True), CpuPreprocessor(IMGSZ, rect=True)
+    stream = cp.cuda.Stream(non_blocking=True)
+    worst, shapes = 0, set()
+    with stream:
+        for path in photos:
+            (image,) = gpu.decode([path.read_bytes()], stream)
+            batch, params = gpu.letterbox([image], stream)
+            stream.synchronize()
+            expected, expected_params = cpu.letterbox([np.ascontiguousarray(cp.asnumpy(cp.asarray(image))[..., ::-1])])
+            ours = cp.asnumpy(batch)
+            assert ours.shape == expected.shape and np.array_equal(params, expected_params), (path.name, ours.shape, expected.shape)
+            worst = max(worst, int(np.abs(ours.astype(int) - expected).max()))
+            shapes.add(ours.shape[2:])
+            del image, batch  # decoded images go before their decoder (nvImageCodec crashes otherwise)
+    return {"photos": len(photos), "shapes": len(shapes), "max_abs_diff": worst}
 
 
 FUZZ_INPUTS = int(os.environ.get("FUZZ_INPUTS", "20000"))

@@ -42,11 +42,13 @@ def main():
     shutil.copy(weights_of(MODEL), OUT / "weights" / v.weights)
 
     model = YOLO(str(weights_of(MODEL)))
-    reference = {}
+    reference, rect_reference = {}, {}
     for path in sorted(images.iterdir()):
-        r = model.predict(str(path), conf=v.conf, iou=v.iou, imgsz=v.imgsz, max_det=v.max_detections, rect=False, verbose=False)[0]
-        reference[path.name] = {"boxes": r.boxes.xyxy.tolist(), "scores": r.boxes.conf.tolist(), "classes": r.boxes.cls.int().tolist()}
-    (OUT / "reference.json").write_text(json.dumps({"model": MODEL, "weights": v.weights, "detections": reference}))
+        for rect, found in ((False, reference), (True, rect_reference)):  # rect: Ultralytics' default predict
+            r = model.predict(str(path), conf=v.conf, iou=v.iou, imgsz=v.imgsz, max_det=v.max_detections, rect=rect, verbose=False)[0]
+            found[path.name] = {"boxes": r.boxes.xyxy.tolist(), "scores": r.boxes.conf.tolist(), "classes": r.boxes.cls.int().tolist()}
+    (OUT / "reference.json").write_text(json.dumps({"model": MODEL, "weights": v.weights, "detections": reference,
+                                                    "rect_detections": rect_reference}))
 
     for precision in ("fp16", "fp32"):
         repository = write_repository(OUT / f"model_repository_{precision}", {MODEL: str(weights_of(MODEL))}, "onnxruntime-gpu", precision)
