@@ -146,3 +146,15 @@ def test_repository_command_exits_with_the_error(write, tmp_path):
                          env={**os.environ, "YOLO_MODELS_FILE": str(path)}, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and run.stderr.strip().splitlines() == [error_of(path)], run.stderr
     assert not (tmp_path / "repo").exists()
+
+
+def test_make_serve_exits_with_the_error_of_a_models_file(write, tmp_path):
+    """`make serve` (python -m yolo_triton.serve) with a wrong models file: its one line, status 2,
+    nothing exported, no server started."""
+    path = write("ppe: {weights: /nowhere/best.pt}")
+    run = subprocess.run([sys.executable, "-m", "yolo_triton.serve", "--repository", str(tmp_path / "repo")],
+                         env={**os.environ, "YOLO_MODELS_FILE": str(path)}, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stderr.strip().splitlines() == [f"{path}: model 'ppe': key 'weights': /nowhere/best.pt is neither a file "
+                                                "nor a name Ultralytics downloads"]
+    assert not (tmp_path / "repo").exists()
