@@ -95,8 +95,9 @@ GPU_DETECTOR_INSTANCES = 1  # detector alone at 128-256 in flight: 1,085-1,107 i
 GPU_PREFER_NHWC = "0"  # ONNX Runtime's NHWC convolutions, FP16 graph at batch 128: 1,442 images/s, NCHW 1,804
 # On the CPU two instances each (benchmarks/RESULTS.md, "Tail latency at low load"): with one, a
 # request arriving while it finishes the previous one waits up to Triton 2.51's dynamic batcher's
-# default 500 ms (preprocess alone at c=1: p99 506 -> 11 ms with two). The CPU detector runs with
-# ONNX Runtime's memory arena off, so a second instance costs memory only while it executes.
+# default 500 ms (preprocess alone at c=1: p99 506 -> 11 ms with two). The CPU detector runs its
+# batches in calls of a few images (onnxruntime_detector.SESSION_BATCH), which bounds the memory
+# each instance keeps.
 CPU_PREPROCESS_INSTANCES = 2
 CPU_DETECTOR_INSTANCES = 2
 GPU_QUEUE_DELAY_US = 0  # an instance that is free takes what is queued; under load batches form while it works
