@@ -166,8 +166,10 @@ def detector_config(v: Variant, target: str = "onnxruntime-cpu") -> str:
                "trt_timing_cache_enable": "1", "trt_timing_cache_path": "/tmp"}
         extra = ('optimization { execution_accelerators { gpu_execution_accelerator: [ { name: "tensorrt" '
                  + " ".join(f'parameters {{ key: "{k}" value: "{val}" }}' for k, val in trt.items()) + " } ] } }\n")
+        def dims(spec):  # a rect variant's free sides are warmed at imgsz
+            return ", ".join(str(d if d > 0 else v.imgsz) for d in spec.dims)
         warm = [(b, " ".join(
-            f'inputs {{ key: "{s.name}" value: {{ data_type: {s.data_type} dims: [ {", ".join(map(str, s.dims))} ] zero_data: true }} }}'
+            f'inputs {{ key: "{s.name}" value: {{ data_type: {s.data_type} dims: [ {dims(s)} ] zero_data: true }} }}'
             for s in v.detector_inputs)) for b in sorted({1, v.max_batch_size})]
         extra += "model_warmup [\n" + ",\n".join(f'  {{ name: "batch_{b}" batch_size: {b} {ins} }}' for b, ins in warm) + "\n]\n"
     return model_config(v.detector, t.runtime, v.max_batch_size, v.detector_inputs, v.outputs, v.preferred_batch_sizes,

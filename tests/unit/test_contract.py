@@ -96,6 +96,19 @@ def test_onnxruntime_backend_config(name):
             sorted((s.name, s.data_type, list(s.dims), True) for s in v.detector_inputs)
 
 
+def test_rect_detector_config():
+    """A rect variant: images [3, -1, -1] for every target; the onnxruntime backend's warm-up,
+    which needs whole shapes, at imgsz x imgsz."""
+    from dataclasses import replace
+
+    v = replace(VARIANTS["yolov8_nano"], rect=True)
+    for target in TARGETS:
+        images = next(i for i in _parse(detector_config(v, target)).input if i.name == "images")
+        assert list(images.dims) == [3, -1, -1]
+    for warmup in _parse(detector_config(v, "onnxruntime-backend")).model_warmup:
+        assert list(warmup.inputs["images"].dims) == [3, 640, 640]
+
+
 def test_preprocess_config_serves_every_variant():
     variants = list(VARIANTS.values())
     config = _parse(preprocess_config(variants))
