@@ -146,6 +146,7 @@ _SERVING = {
     "yolov8_nano": {"weights": "yolov8n.pt", "max_batch_size": 128, "preferred_batch_sizes": [8, 32, 64, 128]},
     "yolov26_nano": {"weights": "yolo26n.pt", "max_batch_size": 128, "preferred_batch_sizes": [8, 32, 64, 128], "nms_free": True},
 }
+BUILTIN_SOURCE = "the built-in model table"  # what errors about it name
 BUILTIN_MODELS: dict[str, dict] = {**_SERVING, **{f"{name}_eval": {**entry, "eval": True} for name, entry in _SERVING.items()}}
 DEFAULT_VARIANTS = ("yolov11_nano", "yolov11_small", "yolov11_medium")
 
@@ -156,7 +157,7 @@ def __getattr__(name: str):
     if name == "VARIANTS":
         from yolo_triton.models_file import parse_models
 
-        globals()["VARIANTS"] = parse_models(BUILTIN_MODELS, "the built-in model table")
+        globals()["VARIANTS"] = parse_models(BUILTIN_MODELS, BUILTIN_SOURCE)
         return globals()["VARIANTS"]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from yolo_triton import contract
-from yolo_triton.contract import CLASS_NAMES_PARAMETER, VARIANTS, TensorSpec, Variant
+from yolo_triton.contract import BUILTIN_SOURCE, CLASS_NAMES_PARAMETER, VARIANTS, TensorSpec, Variant
 from yolo_triton.models_file import ModelsFileError, inspect_weights, load_models_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -296,7 +296,7 @@ def resolve_models(env: dict[str, str] | None = None, online=None) -> dict[str, 
 def models_source(env: dict[str, str] | None = None) -> str:
     """What errors about the served models name: the models file, or the built-in table."""
     env = os.environ if env is None else env
-    return env.get("YOLO_MODELS_FILE") or "the built-in model table"
+    return env.get("YOLO_MODELS_FILE") or BUILTIN_SOURCE
 
 
 def _export_key(v: Variant, weights: str, target: Target, precision: str) -> str:
@@ -317,7 +317,7 @@ def _gpu_name() -> str:
 
 
 def write_repository(out: Path, models: dict[str, Variant | str], target: str = "onnxruntime-cpu", precision: str | None = None,
-                     source: str = "the built-in model table") -> Path:
+                     source: str = BUILTIN_SOURCE) -> Path:
     """Write the repository for `models` (name -> Variant, or -> weights of the built-in variant of
     that name). Every model's weights are inspected first (models_file.inspect_weights: a
     ModelsFileError naming `source` before anything is exported); exports (and engine builds) are
