@@ -30,13 +30,13 @@ serve: install
 # the CPU benchmark (benchmarks/RESULTS.md):  make bench BENCH_IMAGES=/path/to/jpegs BENCH_WEIGHTS=/path/yolo11n.pt
 bench: install
 	@test -n "$(BENCH_IMAGES)" -a -n "$(BENCH_WEIGHTS)" || { echo "usage: make bench BENCH_IMAGES=/path/to/jpegs BENCH_WEIGHTS=/path/yolo11n.pt"; exit 2; }
-	$(PY) -m yolo_triton.benchmarks.bench --images $(BENCH_IMAGES) --weights $(BENCH_WEIGHTS) --out benchmarks/results/cpu
+	$(PY) -m benchmarks.bench --images $(BENCH_IMAGES) --weights $(BENCH_WEIGHTS) --out benchmarks/results/cpu
 
 # perf_analyzer's input data from a folder of images, for `docker compose run --rm perf_analyzer`:
 #   make bench-input BENCH_IMAGES=/path/to/jpegs
 bench-input: install
 	@test -n "$(BENCH_IMAGES)" || { echo "usage: make bench-input BENCH_IMAGES=/path/to/images"; exit 2; }
-	$(PY) -m yolo_triton.benchmarks.perf_input $(BENCH_IMAGES) -o build/bench/perf_input.json
+	$(PY) -m benchmarks.perf_input $(BENCH_IMAGES) -o build/bench/perf_input.json
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,7 +1,7 @@
 """`make bench`: this project's ensemble against the classical path and Ultralytics' predict loop,
 on one machine, in one run, with the same weights and the same real JPEGs.
 
-    python -m yolo_triton.benchmarks.bench --images DIR --weights yolo11n.pt [--model yolov11_nano]
+    python -m benchmarks.bench --images DIR --weights yolo11n.pt [--model yolov11_nano]
         [--concurrency 1,2,4,8,16] [--out benchmarks/results/cpu]
 
 Paths:
@@ -37,12 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-from yolo_triton.benchmarks.perf_input import perf_input
+from benchmarks.perf_input import perf_input
 from yolo_triton.contract import VARIANTS, TensorSpec, Variant
 from yolo_triton.preprocessing import CpuPreprocessor
 from yolo_triton.repository import (CPU_DETECTOR_INSTANCES, GPU_DETECTOR_INSTANCES, GPU_QUEUE_DELAY_US, MODEL_SOURCES, ROOT, TARGETS, model_config,
                                     onnxruntime_gpu_parameters, write_repository)
-from yolo_triton.server import TritonServer, free_ports, wheel_root
+from yolo_triton.tritonserver import TritonServer, free_ports, wheel_root
 
 MEASURE_SECONDS = 4.0
 
@@ -114,7 +114,7 @@ def client_load(work, items: list, concurrency: int, seconds: float = MEASURE_SE
 def ensemble_client(url: str, model: str):
     import tritonclient.grpc as grpc
 
-    from yolo_triton.client.core import image_input
+    from yolo_triton.client.async_detector import image_input
 
     local = threading.local()
 
@@ -313,7 +313,7 @@ def write_report(out: Path, rows: list[dict], commands: dict, args, started) -> 
     predict = by("ultralytics predict")[1]
     lines = [f"# Benchmark: {args.model}", "",
              f"- date: {started:%Y-%m-%d %H:%M} UTC", f"- machine: {machine()}", f"- versions: {versions()}",
-             f"- command: `python -m yolo_triton.benchmarks.bench --images {args.images} --weights {args.weights} "
+             f"- command: `python -m benchmarks.bench --images {args.images} --weights {args.weights} "
              f"--model {args.model} --concurrency {args.concurrency}`",
              f"- images: {len(list(args.images.glob('*.jpg')))} JPEGs from {args.images}; measurement window {MEASURE_SECONDS:.0f} s per point",
              "", "| path | concurrency | images/s | p50 ms | p95 ms | p99 ms |", "| --- | --- | --- | --- | --- | --- |"]

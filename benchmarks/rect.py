@@ -2,7 +2,7 @@
 models file: `square` and `rect`, rect: true), perf_analyzer (gRPC) on two sets of real JPEGs,
 with Triton's statistics (the detector's mean batch: Triton batches only requests of one shape).
 
-    python -m yolo_triton.benchmarks.rect --weights yolov8n.pt --images DIR [--concurrency 1,4,16]
+    python -m benchmarks.rect --weights yolov8n.pt --images DIR [--concurrency 1,4,16]
         [--out benchmarks/results/cpu/rect.json]
 
 Sets: `4:3`, the folder's 640x480 photos (the commonest coco128 shape: one rect shape, 480x640);
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import cv2
 
-from yolo_triton.benchmarks.bench import MEASURE_SECONDS, machine, perf_analyzer, statistics_between, triton_statistics, versions
-from yolo_triton.benchmarks.perf_input import perf_input
+from benchmarks.bench import MEASURE_SECONDS, machine, perf_analyzer, statistics_between, triton_statistics, versions
+from benchmarks.perf_input import perf_input
 
 MODELS = {"square": {}, "rect": {"rect": True}}
 CROPS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
@@ -87,7 +87,7 @@ def main():
 
     from yolo_triton.models_file import load_models_file
     from yolo_triton.repository import ROOT, write_repository
-    from yolo_triton.server import TritonServer, free_ports
+    from yolo_triton.tritonserver import TritonServer, free_ports
 
     started = datetime.datetime.now(datetime.timezone.utc)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,7 @@
 """Soak: a long run of mixed good and bad requests against a running server, with the server's
 memory sampled throughout; every answer is checked against its own request.
 
-    python -m yolo_triton.benchmarks.soak --url 127.0.0.1:8001 --model yolov11_nano \
+    python -m benchmarks.soak --url 127.0.0.1:8001 --model yolov11_nano \
         --images ../shared/data/coco128/images/train2017 --requests 100000 --concurrency 16 \
         --server-pid $(pgrep -x tritonserver) --out build/soak.json
 
@@ -85,7 +85,7 @@ def soak(url: str, model: str, photos: list[bytes], requests: int, concurrency: 
          bad_every: int = 4, protocol: str = "grpc", warmup: float = 0.25) -> SoakReport:
     from yolo_triton.contract import VARIANTS
 
-    from yolo_triton.client.core import image_input, parse_result, tritonclient_module
+    from yolo_triton.client.async_detector import image_input, parse_result, tritonclient_module
 
     module = tritonclient_module(protocol)
     local = threading.local()

@@ -8,8 +8,6 @@ COPY docker/requirements-engine.txt /tmp/requirements-engine.txt
 RUN python3 -m pip install --no-cache-dir -r /tmp/requirements-engine.txt
 COPY pyproject.toml README.md /opt/yolo-triton/
 COPY yolo_triton /opt/yolo-triton/yolo_triton
-COPY export /opt/yolo-triton/export
-COPY client /opt/yolo-triton/client
 RUN python3 -m pip install --no-cache-dir --no-deps /opt/yolo-triton
 ENV YOLO_CONFIG_DIR=/tmp/ultralytics
 WORKDIR /work

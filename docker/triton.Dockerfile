@@ -6,6 +6,4 @@ COPY docker/requirements-triton.txt /tmp/requirements-triton.txt
 RUN python3 -m pip install --no-cache-dir -r /tmp/requirements-triton.txt
 COPY pyproject.toml README.md /opt/yolo-triton/
 COPY yolo_triton /opt/yolo-triton/yolo_triton
-COPY export /opt/yolo-triton/export
-COPY client /opt/yolo-triton/client
 RUN python3 -m pip install --no-cache-dir --no-deps /opt/yolo-triton

@@ -14,7 +14,7 @@ import pytest
 from yolo_triton.contract import BUILTIN_MODELS, VARIANTS, Variant
 from yolo_triton.models_file import load_models_file
 from yolo_triton.repository import TEST_DATA
-from yolo_triton.server import TritonServer, free_ports
+from yolo_triton.tritonserver import TritonServer, free_ports
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics: no update or hub checks
 
@@ -128,7 +128,7 @@ def protocol(request) -> str:
 @pytest.fixture
 def client(triton, protocol):
     """A tritonclient client of the session's server, over HTTP and over gRPC."""
-    from yolo_triton.client.core import tritonclient_module
+    from yolo_triton.client.async_detector import tritonclient_module
 
     url = triton.http_url if protocol == "http" else triton.grpc_url
     with tritonclient_module(protocol).InferenceServerClient(url) as c:

@@ -4,7 +4,7 @@ For each chosen variant it writes three models, all configs generated from contr
 
     preprocess              Python: encoded bytes -> letterboxed UINT8 + letterbox params (shared);
                             on the GPU (nvImageCodec + CuPy) for every GPU target, else OpenCV
-    <variant>_detector      the graph of export/create_onnx.py (NMS and box mapping inside), run by
+    <variant>_detector      the graph of yolo_triton/export/create_onnx.py (NMS and box mapping inside), run by
                             the target (TARGETS below)
     <variant>               ensemble: image -> preprocess -> detector -> num_dets, det_boxes, ...
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from yolo_triton.models_file import ModelsFileError
 from yolo_triton.repository import (DEFAULT_OUT, ROOT, TARGETS, NoWeights, choose_target, models_source, resolve_models,
                                     write_repository)
-from yolo_triton.server import TritonServer, gpu_server_args
+from yolo_triton.tritonserver import TritonServer, gpu_server_args
 
 FIRST_REQUEST = """\
 Serving {models} on 127.0.0.1 (HTTP {http}, gRPC {grpc}, metrics {metrics}). Ctrl-C stops it.

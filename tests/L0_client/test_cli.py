@@ -82,7 +82,7 @@ def test_a_models_own_class_names(triton, test_images, tmp_path):
     """The custom model's names (from its weights, published by the server) in the JSON, the CSV
     and the drawn labels; no COCO name."""
     from yolo_triton.client.annotate import annotate
-    from yolo_triton.client.core import Detection
+    from yolo_triton.client.async_detector import Detection
 
     photos = test_images[:12]
     run = yolo_triton("detect", *photos, "--model", CUSTOM_MODEL, "--url", triton.grpc_url, "--save", tmp_path / "drawn")

@@ -9,7 +9,7 @@ import pytest
 
 from matching import Detections, MatchCounts, unpaired
 from yolo_triton.client import AsyncDetector, Detector, ServerUnavailable, UnknownModel, detect
-from yolo_triton.server import free_ports
+from yolo_triton.tritonserver import free_ports
 
 MODEL = "yolov11_nano"
 

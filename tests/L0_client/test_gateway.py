@@ -11,7 +11,7 @@ import pytest
 
 from yolo_triton.client import detect
 from yolo_triton.preprocessing import MAX_IMAGE_BYTES
-from yolo_triton.server import free_ports
+from yolo_triton.tritonserver import free_ports
 
 from conftest import CUSTOM_MODEL, YOLO_TRITON
 from matching import Detections, unpaired

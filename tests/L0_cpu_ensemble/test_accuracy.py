@@ -8,7 +8,7 @@ predict does."""
 import pytest
 
 from matching import Detections, MatchCounts, letterboxed_alike
-from yolo_triton.client.core import image_input
+from yolo_triton.client.async_detector import image_input
 from conftest import ALL_SERVED, MATCH_REPORT
 
 IMAGES_PER_REQUEST = 10

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from matching import Detections, MatchCounts
-from yolo_triton.client.core import image_input, tritonclient_module
+from yolo_triton.client.async_detector import image_input, tritonclient_module
 from yolo_triton.contract import VARIANTS
 from yolo_triton.preprocessing import MAX_IMAGE_BYTES
 

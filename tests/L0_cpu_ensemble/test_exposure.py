@@ -11,7 +11,7 @@ import tritonclient.grpc as grpcclient
 import yaml
 
 from yolo_triton.repository import ROOT
-from yolo_triton.server import HOST, TritonServer, free_ports
+from yolo_triton.tritonserver import HOST, TritonServer, free_ports
 
 HEADER, KEY = "triton-admin-key", "s3cret"
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import tritonclient.grpc as grpc
 
 from matching import Detections, MatchCounts
-from yolo_triton.client.core import image_input
+from yolo_triton.client.async_detector import image_input
 from yolo_triton.contract import VARIANTS
 from yolo_triton.repository import QUEUE_BATCHES
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from yolo_triton.client.core import DEFAULT_URLS
+from yolo_triton.client.async_detector import DEFAULT_URLS
 from yolo_triton.contract import VARIANTS
 from yolo_triton.repository import ROOT
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from matching import Detections, MatchCounts
-from yolo_triton.client.core import image_input, tritonclient_module
+from yolo_triton.client.async_detector import image_input, tritonclient_module
 from yolo_triton.contract import VARIANTS
 
 MODEL = "yolov11_nano"

@@ -3,7 +3,7 @@ under concurrency against the session's server, every answer checked against its
 lost, duplicated or swapped; every bad request refused with its message), the server's and its
 stubs' memory sampled throughout and reported."""
 
-from yolo_triton.benchmarks.soak import soak
+from benchmarks.soak import soak
 
 from conftest import MATCH_REPORT
 

@@ -10,7 +10,7 @@ import time
 
 from conftest import ultralytics_assets, weights_of
 from yolo_triton.repository import ROOT
-from yolo_triton.server import free_ports
+from yolo_triton.tritonserver import free_ports
 
 
 def test_serve_answers_the_printed_first_request_and_stops_on_ctrl_c(tmp_path):

@@ -55,25 +55,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def _package_folder(name: str, folder: Path) -> None:
-    """What the editable install maps (pyproject: yolo_triton.benchmarks = benchmarks/), by hand:
-    the project is not installed on the device, only its checkout is on the path."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
-    sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sys.modules[name])
-
-
-_package_folder("yolo_triton.benchmarks", ROOT / "benchmarks")
-_package_folder("yolo_triton.client", ROOT / "client")
-
 from matching import Detections, MatchCounts  # noqa: E402
-from yolo_triton.benchmarks.bench import statistics_between, triton_statistics  # noqa: E402
+from benchmarks.bench import statistics_between, triton_statistics  # noqa: E402
 from yolo_triton.contract import VARIANTS, detection_outputs  # noqa: E402
 from yolo_triton.gpu_preprocessing import GpuPreprocessor  # noqa: E402
 from yolo_triton.preprocessing import CpuPreprocessor, decode, letterbox_into  # noqa: E402
-from yolo_triton.server import PYTHON_BACKEND_CONFIG, gpu_server_args  # noqa: E402
+from yolo_triton.tritonserver import PYTHON_BACKEND_CONFIG, gpu_server_args  # noqa: E402
 
 DATA = ROOT / "build" / "device"
 IMGSZ = 640
@@ -271,8 +258,8 @@ STAGE_LEVELS = (tuple(int(c) for c in os.environ["STAGE_LEVELS"].split(",")),) i
 
 def _inputs(photos: list[Path]) -> tuple[Path, Path]:
     """perf_analyzer's data: the photos' JPEG bytes, and 16 letterboxed for the detector alone."""
-    from yolo_triton.benchmarks.bench import detector_input
-    from yolo_triton.benchmarks.perf_input import perf_input
+    from benchmarks.bench import detector_input
+    from benchmarks.perf_input import perf_input
 
     SCRATCH.mkdir(parents=True, exist_ok=True)
     jpegs, letterboxed = SCRATCH / "perf_input.json", SCRATCH / "detector_input.json"
@@ -287,7 +274,7 @@ def _model() -> str:
 
 
 def _perf(url: str, model: str, data: Path, c: int, shapes: list[str], out_dir: Path, extra=()) -> tuple[dict, str]:
-    from yolo_triton.benchmarks import bench as b
+    from benchmarks import bench as b
 
     b.MEASURE_SECONDS = float(os.environ.get("MEASURE_SECONDS", "2"))
     before = triton_statistics(url)
@@ -413,7 +400,7 @@ def classical(photos: list[Path], out_dir: Path, levels=(1, 16, 64)) -> dict:
     import torchvision
     import tritonclient.grpc as grpc
 
-    from yolo_triton.benchmarks.bench import client_load, ensemble_client
+    from benchmarks.bench import client_load, ensemble_client
 
     torch.set_num_threads(1)  # one per client thread, as each request is one image
     model = _model()
@@ -471,7 +458,7 @@ def ultralytics(photos: list[Path], out_dir: Path) -> dict:
 def soak_gpu(photos: list[Path], out_dir: Path) -> dict:
     """benchmarks/soak.py on the FP16 GPU ensemble: mixed good and bad requests, every answer
     checked, the server's and stubs' RSS and the GPU's memory sampled (SOAK_REQUESTS, default 100000)."""
-    from yolo_triton.benchmarks.soak import soak
+    from benchmarks.soak import soak
 
     model = _model()
     requests = int(os.environ.get("SOAK_REQUESTS", "100000"))
@@ -486,8 +473,8 @@ def soak_gpu(photos: list[Path], out_dir: Path) -> dict:
 
 
 def rect(photos: list[Path], out_dir: Path) -> dict:
-    from yolo_triton.benchmarks import bench
-    from yolo_triton.benchmarks.rect import compare, image_sets
+    from benchmarks import bench
+    from benchmarks.rect import compare, image_sets
 
     bench.MEASURE_SECONDS = float(os.environ.get("MEASURE_SECONDS", "2"))
     levels = [int(c) for c in os.environ.get("RECT_LEVELS", "1,16,64").split(",")]

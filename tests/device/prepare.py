@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import COCO_IMAGES, ultralytics_assets, weights_of  # noqa: E402
-from yolo_triton.benchmarks.bench import add_bare_network  # noqa: E402
-from yolo_triton.benchmarks.rect import models_file  # noqa: E402
+from benchmarks.bench import add_bare_network  # noqa: E402
+from benchmarks.rect import models_file  # noqa: E402
 from yolo_triton.models_file import load_models_file  # noqa: E402
 from yolo_triton.contract import VARIANTS  # noqa: E402
 from yolo_triton.repository import write_repository  # noqa: E402

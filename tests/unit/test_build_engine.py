@@ -1,4 +1,4 @@
-"""export/build_engine.py and the TensorRT repository, against a stand-in of TensorRT's Python API.
+"""yolo_triton/export/build_engine.py and the TensorRT repository, against a stand-in of TensorRT's Python API.
 
 TensorRT cannot be installed on these machines (its wheels download from NVIDIA's own index), so FakeTensorRT below records
 what the build asks of it. What it proves: the plugins are registered before parsing, a strongly

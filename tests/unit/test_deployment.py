@@ -11,7 +11,7 @@ import yaml
 
 from yolo_triton.contract import VARIANTS, letterboxed_images, LETTERBOX_PARAMS
 from yolo_triton.repository import ROOT, TARGETS
-from yolo_triton.server import PYTHON_BACKEND_CONFIG
+from yolo_triton.tritonserver import PYTHON_BACKEND_CONFIG
 
 ENV = dict(line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines() if line and not line.startswith("#"))
 RELEASE = ENV["NGC_RELEASE"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from yolo_triton import gpu_extra, server
+from yolo_triton import gpu_extra, tritonserver
 from yolo_triton.gpu_extra import (
     REQUIREMENTS,
     choose,
@@ -309,14 +309,14 @@ def test_the_stub_finds_the_pip_cuda_libraries(tmp_path, monkeypatch):
     platlib = tmp_path / "site-packages"
     for folder in ("nvidia/cu13/lib", "nvidia/curand/lib", "nvidia/cudnn/lib", "nvidia/cuda_nvrtc/lib", "nvidia/nvimgcodec"):
         (platlib / folder).mkdir(parents=True)
-    real = server.sysconfig.get_paths
+    real = tritonserver.sysconfig.get_paths
 
     def paths(*args, **kwargs):
         return {**real(*args, **kwargs), "platlib": str(platlib)}
 
-    monkeypatch.setattr(server.sysconfig, "get_paths", paths)
+    monkeypatch.setattr(tritonserver.sysconfig, "get_paths", paths)
     monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/somewhere/lib")
-    folders = server.server_environment()["LD_LIBRARY_PATH"].split(os.pathsep)
+    folders = tritonserver.server_environment()["LD_LIBRARY_PATH"].split(os.pathsep)
     nvidia = [f for f in folders if f.startswith(str(platlib))]
     # CUDA 12's per-library folders first (libcurand.so.10 is in both layouts), CUDA 13's last
     assert nvidia == [str(platlib / "nvidia" / n / "lib") for n in ("cuda_nvrtc", "cudnn", "curand", "cu13")]
@@ -324,7 +324,7 @@ def test_the_stub_finds_the_pip_cuda_libraries(tmp_path, monkeypatch):
 
 
 def test_no_cuda_folders_on_a_bare_environment(tmp_path, monkeypatch):
-    real = server.sysconfig.get_paths
-    monkeypatch.setattr(server.sysconfig, "get_paths", lambda *a, **k: {**real(*a, **k), "platlib": str(tmp_path)})
+    real = tritonserver.sysconfig.get_paths
+    monkeypatch.setattr(tritonserver.sysconfig, "get_paths", lambda *a, **k: {**real(*a, **k), "platlib": str(tmp_path)})
     monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
-    assert "nvidia" not in server.server_environment()["LD_LIBRARY_PATH"].replace("nvidia_pytriton", "")
+    assert "nvidia" not in tritonserver.server_environment()["LD_LIBRARY_PATH"].replace("nvidia_pytriton", "")

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from yolo_triton.repository import ROOT, TARGETS
-from yolo_triton.server import PYTHON_BACKEND_CONFIG
+from yolo_triton.tritonserver import PYTHON_BACKEND_CONFIG
 
 HELM = Path(sys.executable).parent / "helm"
 CHART = ROOT / "deploy" / "helm" / "yolo-triton"

@@ -4,7 +4,7 @@ import base64
 import json
 import struct
 
-from yolo_triton.benchmarks.perf_input import perf_input
+from benchmarks.perf_input import perf_input
 
 
 def test_perf_input_round_trips_the_jpeg_bytes(test_images):
@@ -21,7 +21,7 @@ def test_perf_input_round_trips_the_jpeg_bytes(test_images):
 def test_detector_input_round_trips_the_letterboxed_batch(test_images, tmp_path):
     import numpy as np
 
-    from yolo_triton.benchmarks.bench import detector_input
+    from benchmarks.bench import detector_input
     from yolo_triton.contract import VARIANTS
     from yolo_triton.preprocessing import CpuPreprocessor
 

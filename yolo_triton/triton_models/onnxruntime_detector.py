@@ -2,7 +2,7 @@
 (the benchmarks also serve the bare network with it, as the classical path's server side).
 
 This Triton build has no ONNX Runtime backend, so the graph (NMS and box mapping inside, see
-export/create_onnx.py) runs here. The requests of a batch go through session.run together, in
+yolo_triton/export/create_onnx.py) runs here. The requests of a batch go through session.run together, in
 calls of SESSION_BATCH images; nothing is post-processed in Python: outputs are split back per
 request as the graph wrote them.
 """

@@ -1,5 +1,5 @@
 """Triton Python-backend model `<variant>_detector` on the GPU: ONNX Runtime GPU on the detector
-graph (NMS and box mapping inside, export/create_onnx.py), TensorRT's execution provider first
+graph (NMS and box mapping inside, yolo_triton/export/create_onnx.py), TensorRT's execution provider first
 where TensorRT's libraries are present, else CUDA's.
 
 - The `images` batch from `preprocess` stays in GPU memory: the config sets

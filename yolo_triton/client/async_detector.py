@@ -1,6 +1,6 @@
 """The client's one implementation: typed results, image sources, and `AsyncDetector`, which sends
 encoded images to an ensemble (tritonclient's asyncio clients, HTTP or gRPC). The blocking
-`Detector` (client/detect.py) runs this same code on a private event loop.
+`Detector` (yolo_triton/client/detector.py) runs this same code on a private event loop.
 
     async with AsyncDetector("yolov11_nano", protocol="grpc") as detector:
         results = await detector.detect(["bus.jpg", "photos/", open("zidane.jpg", "rb").read()])

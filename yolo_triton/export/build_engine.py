@@ -10,7 +10,7 @@ graph (create_onnx.py --precision fp16) builds an FP16 engine whose NMS and box 
 and an FP32 graph an FP32 engine. No precision flags: TensorRT 10 refuses them on a strongly typed
 network, and TensorRT 11 removes them.
 
-    python export/build_engine.py --onnx model.onnx --variant yolov11_nano -o model.plan [--timing-cache cache.bin]
+    python yolo_triton/export/build_engine.py --onnx model.onnx --variant yolov11_nano -o model.plan [--timing-cache cache.bin]
 """
 
 from __future__ import annotations

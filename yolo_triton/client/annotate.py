@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from yolo_triton.client.core import Detection
+from yolo_triton.client.async_detector import Detection
 from yolo_triton.preprocessing import decode
 
 

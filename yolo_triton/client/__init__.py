@@ -1,10 +1,10 @@
 """Clients of the ensembles: `detect()` / `Detector` (blocking), `AsyncDetector` (asyncio), the
-`yolo-triton` command (client/cli.py), the HTTP gateway (client/gateway.py) and the COCO
-evaluator (client/evaluate.py)."""
+`yolo-triton` command (yolo_triton/client/cli.py), the HTTP gateway (yolo_triton/client/gateway.py) and the COCO
+evaluator (yolo_triton/client/evaluate.py)."""
 
-from yolo_triton.client.core import (
+from yolo_triton.client.async_detector import (
     AsyncDetector, ClientError, Detection, ImageResult, ServerUnavailable, UnknownModel, expand_sources)
-from yolo_triton.client.detect import Detector, detect
+from yolo_triton.client.detector import Detector, detect
 
 __all__ = ["AsyncDetector", "ClientError", "Detection", "Detector", "ImageResult", "ServerUnavailable",
            "UnknownModel", "detect", "expand_sources"]

@@ -19,7 +19,7 @@ Two NMS flavours, one code path around them:
 Precision fp32 or fp16 (the network's weights and arithmetic; UINT8 in, NMS and box mapping FP32).
 TensorRT builds the graph strongly typed: the precision is the graph's (build_engine.py).
 
-    python export/create_onnx.py --weights yolo11n.pt --variant yolov11_nano --nms onnx [--precision fp16] -o model.onnx
+    python yolo_triton/export/create_onnx.py --weights yolo11n.pt --variant yolov11_nano --nms onnx [--precision fp16] -o model.onnx
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from yolo_triton.client.core import IMAGE_SUFFIXES, Detection, ImageResult
+from yolo_triton.client.async_detector import IMAGE_SUFFIXES, Detection, ImageResult
 from yolo_triton.contract import VARIANTS, Variant
 
 

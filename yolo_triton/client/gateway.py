@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, File, HTTPException, UploadFile
 from pydantic import BaseModel, Field
 
-from yolo_triton.client.core import DEFAULT_URLS, AsyncDetector, ServerUnavailable, UnknownModel, tritonclient_module
+from yolo_triton.client.async_detector import DEFAULT_URLS, AsyncDetector, ServerUnavailable, UnknownModel, tritonclient_module
 from yolo_triton.preprocessing import MAX_IMAGE_BYTES
 
 GATEWAY_CONCURRENCY = 64  # requests in flight to Triton per model; its dynamic batcher groups them

@@ -1,4 +1,4 @@
-"""The blocking client: `detect()` and `Detector`, the same code as `AsyncDetector` (client/core.py)
+"""The blocking client: `detect()` and `Detector`, the same code as `AsyncDetector` (yolo_triton/client/async_detector.py)
 run on a private event loop, for scripts and threads.
 
     from yolo_triton.client import detect
@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from typing import Iterable, Iterator
 
-from yolo_triton.client.core import (
+from yolo_triton.client.async_detector import (
     DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MODEL, AsyncDetector, ImageResult, Source)
 
 

@@ -20,9 +20,9 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from yolo_triton.client.core import (
+from yolo_triton.client.async_detector import (
     DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MODEL, DEFAULT_URLS, ClientError, ImageResult)
-from yolo_triton.client.detect import Detector
+from yolo_triton.client.detector import Detector
 
 CSV_COLUMNS = ("image", "class_id", "class_name", "score", "x1", "y1", "x2", "y2", "error")
 
@@ -77,7 +77,7 @@ def _annotated_path(save_dir: Path, source: str, used: set[str]) -> Path:
 
 def detect_command(args) -> int:
     from yolo_triton.client.annotate import save_annotated
-    from yolo_triton.client.core import expand_sources
+    from yolo_triton.client.async_detector import expand_sources
 
     images = expand_sources(args.sources)
     failures, saved = 0, set()
