@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 GPU_INSTALLED := $(VENV)/.gpu-installed
 
-.PHONY: install repository serve test bench bench-input clean
+.PHONY: install repository serve test lint bench bench-input clean
 
 install: $(INSTALLED) $(GPU_INSTALLED)
 
@@ -40,6 +40,11 @@ bench-input: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff, configured in pyproject.toml: the lint rules and the code's format
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf build

@@ -40,15 +40,26 @@ import numpy as np
 from benchmarks.perf_input import perf_input
 from yolo_triton.contract import VARIANTS, TensorSpec, Variant
 from yolo_triton.preprocessing import CpuPreprocessor
-from yolo_triton.repository import (CPU_DETECTOR_INSTANCES, GPU_DETECTOR_INSTANCES, GPU_QUEUE_DELAY_US, MODEL_SOURCES, ROOT, TARGETS, model_config,
-                                    onnxruntime_gpu_parameters, write_repository)
+from yolo_triton.repository import (
+    CPU_DETECTOR_INSTANCES,
+    GPU_DETECTOR_INSTANCES,
+    GPU_QUEUE_DELAY_US,
+    MODEL_SOURCES,
+    ROOT,
+    TARGETS,
+    model_config,
+    onnxruntime_gpu_parameters,
+    write_repository,
+)
 from yolo_triton.tritonserver import TritonServer, free_ports, wheel_root
 
 MEASURE_SECONDS = 4.0
 
 
 # --- the classical path's server side: the bare network, same runtime as the detector ----------
-def add_bare_network(repository: Path, v: Variant, weights: str, target: str = "onnxruntime-cpu", precision: str = "fp32") -> str:
+def add_bare_network(
+    repository: Path, v: Variant, weights: str, target: str = "onnxruntime-cpu", precision: str = "fp32"
+) -> str:
     """`<model>_bare`: the network alone (FP32 images in, output0 out), run by the detector's runtime."""
     import onnx  # here, not above: the device imports this module without the export's packages
 
@@ -65,11 +76,28 @@ def add_bare_network(repository: Path, v: Variant, weights: str, target: str = "
     outputs = (TensorSpec("output0", "TYPE_FP32", tuple(d.dim_value for d in rows[1:])),)
     t = TARGETS[target]
     if t.on_gpu:
-        config = model_config(name, t.runtime, v.max_batch_size, inputs, outputs, v.preferred_batch_sizes, kind="KIND_GPU",
-                              parameters=onnxruntime_gpu_parameters(v.max_batch_size), instances=GPU_DETECTOR_INSTANCES,
-                              queue_delay_us=GPU_QUEUE_DELAY_US)
+        config = model_config(
+            name,
+            t.runtime,
+            v.max_batch_size,
+            inputs,
+            outputs,
+            v.preferred_batch_sizes,
+            kind="KIND_GPU",
+            parameters=onnxruntime_gpu_parameters(v.max_batch_size),
+            instances=GPU_DETECTOR_INSTANCES,
+            queue_delay_us=GPU_QUEUE_DELAY_US,
+        )
     else:
-        config = model_config(name, t.runtime, v.max_batch_size, inputs, outputs, v.preferred_batch_sizes, instances=CPU_DETECTOR_INSTANCES)
+        config = model_config(
+            name,
+            t.runtime,
+            v.max_batch_size,
+            inputs,
+            outputs,
+            v.preferred_batch_sizes,
+            instances=CPU_DETECTOR_INSTANCES,
+        )
     (repository / name / "config.pbtxt").write_text(config)
     (version / "model.py").write_bytes((MODEL_SOURCES / t.source).read_bytes())
     return name
@@ -166,7 +194,8 @@ def ultralytics_loop(weights: str, v: Variant, paths: list[Path], count: int) ->
 
 # --- perf_analyzer ------------------------------------------------------------------------------
 def perf_analyzer_binary() -> tuple[str, dict]:
-    """$PERF_ANALYZER if set (set on the GPU machine, tests/device/README.md), else the tritonclient wheel's perf_analyzer 2.51,
+    """$PERF_ANALYZER if set (set on the GPU machine, tests/device/README.md), else the tritonclient
+    wheel's perf_analyzer 2.51,
     which needs libb64.so.0d and libcudart.so.12: the nvidia-pytriton wheel carries both under
     hashed names."""
     if "PERF_ANALYZER" in os.environ:
@@ -178,14 +207,18 @@ def perf_analyzer_binary() -> tuple[str, dict]:
         link = libs / name
         if not link.exists():
             link.symlink_to(next(bundled.glob(pattern)))
-    return str(Path(sys.executable).parent / "perf_analyzer"), {**os.environ, "LD_LIBRARY_PATH": f"{libs}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
+    return str(Path(sys.executable).parent / "perf_analyzer"), {
+        **os.environ,
+        "LD_LIBRARY_PATH": f"{libs}:{os.environ.get('LD_LIBRARY_PATH', '')}",
+    }
 
 
 UNSTABLE = "Failed to obtain stable measurement"
 
 
-def perf_analyzer(url: str, model: str, input_json: Path, concurrency: int, shapes: list[str], work: Path,
-                  extra: tuple[str, ...] = ()) -> tuple[dict, str]:
+def perf_analyzer(
+    url: str, model: str, input_json: Path, concurrency: int, shapes: list[str], work: Path, extra: tuple[str, ...] = ()
+) -> tuple[dict, str]:
     """One concurrency level; extra: more perf_analyzer arguments (e.g. --shared-memory=cuda).
     A level perf_analyzer cannot stabilise (throughput within 50% over 3 windows, in 8 tries: on a
     busy machine it may not) is measured again with windows 3x as long, and if still unstable once
@@ -193,11 +226,25 @@ def perf_analyzer(url: str, model: str, input_json: Path, concurrency: int, shap
     binary, env = perf_analyzer_binary()
     report = work / f"pa_{model}_{concurrency}.csv"
     tries = ((MEASURE_SECONDS, 50, False), (3 * MEASURE_SECONDS, 50, False), (3 * MEASURE_SECONDS, 1000, True))
-    for seconds, stability, unstable in tries:
-        command = [binary, "-m", model, "-u", url, "-i", "grpc", f"--input-data={input_json}", *extra,
-                   *[f"--shape={s}" for s in shapes], f"--concurrency-range={concurrency}:{concurrency}",
-                   f"--measurement-interval={int(seconds * 1000)}", f"--stability-percentage={stability}", "--max-trials=8",
-                   "-f", str(report)]
+    for seconds, stability, unstable in tries:  # noqa: B007 (the last try's, read after the loop)
+        command = [
+            binary,
+            "-m",
+            model,
+            "-u",
+            url,
+            "-i",
+            "grpc",
+            f"--input-data={input_json}",
+            *extra,
+            *[f"--shape={s}" for s in shapes],
+            f"--concurrency-range={concurrency}:{concurrency}",
+            f"--measurement-interval={int(seconds * 1000)}",
+            f"--stability-percentage={stability}",
+            "--max-trials=8",
+            "-f",
+            str(report),
+        ]
         out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
         if out.returncode == 0:
             break
@@ -206,12 +253,22 @@ def perf_analyzer(url: str, model: str, input_json: Path, concurrency: int, shap
     else:
         raise RuntimeError(f"perf_analyzer failed even accepting any spread: {out.stdout[-1500:]}{out.stderr[-1500:]}")
     row = next(csv.DictReader(io.StringIO(report.read_text())))
-    shown = " ".join(Path(c).name if i == 0 else c for i, c in enumerate(command) if not c.startswith("-f") and c != str(report))
-    return {"images_per_s": round(float(row["Inferences/Second"]), 2), "p50_ms": round(int(row["p50 latency"]) / 1000, 1),
-            "p95_ms": round(int(row["p95 latency"]) / 1000, 1), "p99_ms": round(int(row["p99 latency"]) / 1000, 1),
-            "server_queue_ms": round(int(row["Server Queue"]) / 1000, 2),
-            "server_compute_ms": round((int(row["Server Compute Input"]) + int(row["Server Compute Infer"])
-                                        + int(row["Server Compute Output"])) / 1000, 2), "unstable": unstable}, shown
+    shown = " ".join(
+        Path(c).name if i == 0 else c for i, c in enumerate(command) if not c.startswith("-f") and c != str(report)
+    )
+    return {
+        "images_per_s": round(float(row["Inferences/Second"]), 2),
+        "p50_ms": round(int(row["p50 latency"]) / 1000, 1),
+        "p95_ms": round(int(row["p95 latency"]) / 1000, 1),
+        "p99_ms": round(int(row["p99 latency"]) / 1000, 1),
+        "server_queue_ms": round(int(row["Server Queue"]) / 1000, 2),
+        "server_compute_ms": round(
+            (int(row["Server Compute Input"]) + int(row["Server Compute Infer"]) + int(row["Server Compute Output"]))
+            / 1000,
+            2,
+        ),
+        "unstable": unstable,
+    }, shown
 
 
 def triton_statistics(http_url: str) -> dict:
@@ -228,14 +285,21 @@ def statistics_between(before: dict, after: dict) -> dict:
     per_model = {}
     for name, m in after.items():
         b = before.get(name, {"inference_count": 0, "execution_count": 0, "inference_stats": {}})
-        delta = lambda key, field: int(m["inference_stats"][key][field]) - int(b["inference_stats"].get(key, {}).get(field, 0))
+        delta = lambda key, field: (
+            int(m["inference_stats"][key][field]) - int(b["inference_stats"].get(key, {}).get(field, 0))
+        )
         requests = delta("success", "count")
         if requests <= 0:
             continue
         executions = int(m["execution_count"]) - int(b["execution_count"])
-        per_model[name] = {"requests": requests, "mean_batch": round((int(m["inference_count"]) - int(b["inference_count"])) / max(executions, 1), 2),
-                           **{f"{k}_ms": round(delta(k, "ns") / max(delta(k, "count"), 1) / 1e6, 3)
-                              for k in ("queue", "compute_input", "compute_infer", "compute_output")}}
+        per_model[name] = {
+            "requests": requests,
+            "mean_batch": round((int(m["inference_count"]) - int(b["inference_count"])) / max(executions, 1), 2),
+            **{
+                f"{k}_ms": round(delta(k, "ns") / max(delta(k, "count"), 1) / 1e6, 3)
+                for k in ("queue", "compute_input", "compute_infer", "compute_output")
+            },
+        }
     return per_model
 
 
@@ -243,18 +307,34 @@ def detector_input(paths: list[Path], v: Variant, out: Path) -> Path:
     """perf_analyzer data for the detector alone: real letterboxed images and their parameters."""
     cpu = CpuPreprocessor(v.imgsz)
     batch, params = cpu.letterbox(cpu.decode([p.read_bytes() for p in paths]))
-    data = [{"images": {"b64": base64.b64encode(b.tobytes()).decode(), "shape": list(b.shape)},
-             "letterbox": {"content": p.tolist(), "shape": [6]}} for b, p in zip(batch, params)]
+    data = [
+        {
+            "images": {"b64": base64.b64encode(b.tobytes()).decode(), "shape": list(b.shape)},
+            "letterbox": {"content": p.tolist(), "shape": [6]},
+        }
+        for b, p in zip(batch, params)
+    ]
     out.write_text(json.dumps({"data": data}))
     return out
 
 
 # --- the run ------------------------------------------------------------------------------------
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip() \
-        if subprocess.run(["which", "nvidia-smi"], capture_output=True).returncode == 0 else "no GPU"
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    gpu = (
+        subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
+        ).stdout.strip()
+        if subprocess.run(["which", "nvidia-smi"], capture_output=True).returncode == 0
+        else "no GPU"
+    )
     return f"{socket.gethostname()}: {os.cpu_count()} x {cpu}, {gpu}"
 
 
@@ -282,27 +362,56 @@ def main():
     with TritonServer(repository, work, *free_ports(3), log=work / "tritonserver.log") as server:
         url = server.grpc_url
         for c in levels:
-            for path, (model, data, shapes) in {"ensemble (perf_analyzer)": (v.name, work / "perf_input.json", ["image:1"]),
-                                                "stage: preprocess (perf_analyzer)": ("preprocess", work / "perf_input.json", ["image:1"]),
-                                                "stage: detector (perf_analyzer)": (v.detector, detector_json, [])}.items():
+            for path, (model, data, shapes) in {
+                "ensemble (perf_analyzer)": (v.name, work / "perf_input.json", ["image:1"]),
+                "stage: preprocess (perf_analyzer)": ("preprocess", work / "perf_input.json", ["image:1"]),
+                "stage: detector (perf_analyzer)": (v.detector, detector_json, []),
+            }.items():
                 result, commands[path] = perf_analyzer(url, model, data, c, shapes, work)
                 rows.append({"path": path, "concurrency": c, **result})
-            rows.append({"path": "ensemble (client)", "concurrency": c, **client_load(ensemble_client(url, v.name), jpegs, c)})
-            rows.append({"path": "classical (client)", "concurrency": c, **client_load(classical_client(url, bare, v), jpegs, c)})
+            rows.append(
+                {"path": "ensemble (client)", "concurrency": c, **client_load(ensemble_client(url, v.name), jpegs, c)}
+            )
+            rows.append(
+                {
+                    "path": "classical (client)",
+                    "concurrency": c,
+                    **client_load(classical_client(url, bare, v), jpegs, c),
+                }
+            )
             print(*(r for r in rows if r["concurrency"] == c), sep="\n", flush=True)
-    rows.append({"path": "ultralytics predict", "concurrency": 1, **ultralytics_loop(args.weights, v, paths, args.predict_images)})
+    rows.append(
+        {
+            "path": "ultralytics predict",
+            "concurrency": 1,
+            **ultralytics_loop(args.weights, v, paths, args.predict_images),
+        }
+    )
     write_report(args.out, rows, commands, args, started)
 
 
 def versions() -> str:
     from importlib.metadata import version
 
-    return ", ".join(f"{p} {version(p)}" for p in ("nvidia-pytriton", "tritonclient", "onnxruntime", "opencv-python", "ultralytics", "torch"))
+    return ", ".join(
+        f"{p} {version(p)}"
+        for p in ("nvidia-pytriton", "tritonclient", "onnxruntime", "opencv-python", "ultralytics", "torch")
+    )
 
 
 def write_report(out: Path, rows: list[dict], commands: dict, args, started) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    fields = ["path", "concurrency", "images_per_s", "p50_ms", "p95_ms", "p99_ms", "server_queue_ms", "server_compute_ms", "unstable"]
+    fields = [
+        "path",
+        "concurrency",
+        "images_per_s",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "server_queue_ms",
+        "server_compute_ms",
+        "unstable",
+    ]
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fields)
         writer.writeheader()
@@ -311,24 +420,42 @@ def write_report(out: Path, rows: list[dict], commands: dict, args, started) -> 
     ensemble, client, classical = by("ensemble (perf_analyzer)"), by("ensemble (client)"), by("classical (client)")
     pre, det = by("stage: preprocess (perf_analyzer)"), by("stage: detector (perf_analyzer)")
     predict = by("ultralytics predict")[1]
-    lines = [f"# Benchmark: {args.model}", "",
-             f"- date: {started:%Y-%m-%d %H:%M} UTC", f"- machine: {machine()}", f"- versions: {versions()}",
-             f"- command: `python -m benchmarks.bench --images {args.images} --weights {args.weights} "
-             f"--model {args.model} --concurrency {args.concurrency}`",
-             f"- images: {len(list(args.images.glob('*.jpg')))} JPEGs from {args.images}; measurement window {MEASURE_SECONDS:.0f} s per point",
-             "", "| path | concurrency | images/s | p50 ms | p95 ms | p99 ms |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# Benchmark: {args.model}",
+        "",
+        f"- date: {started:%Y-%m-%d %H:%M} UTC",
+        f"- machine: {machine()}",
+        f"- versions: {versions()}",
+        f"- command: `python -m benchmarks.bench --images {args.images} --weights {args.weights} "
+        f"--model {args.model} --concurrency {args.concurrency}`",
+        f"- images: {len(list(args.images.glob('*.jpg')))} JPEGs from {args.images}; "
+        f"measurement window {MEASURE_SECONDS:.0f} s per point",
+        "",
+        "| path | concurrency | images/s | p50 ms | p95 ms | p99 ms |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         rate = f"{r['images_per_s']} (unstable)" if r.get("unstable") else r["images_per_s"]
         lines.append(f"| {r['path']} | {r['concurrency']} | {rate} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} |")
     unstable = [f"{r['path']} at {r['concurrency']}" for r in rows if r.get("unstable")]
-    lines += ["", "Unstable points (perf_analyzer's throughput varied over 50% between windows even 3x as long; "
-              f"figures kept as measured): {', '.join(unstable) if unstable else 'none'}."]
-    lines += ["", "| concurrency | ensemble / classical (same client) | ensemble (perf_analyzer) / Ultralytics predict loop | "
-              "ensemble / slower stage alone |", "| --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "Unstable points (perf_analyzer's throughput varied over 50% between windows even 3x as long; "
+        f"figures kept as measured): {', '.join(unstable) if unstable else 'none'}.",
+    ]
+    lines += [
+        "",
+        "| concurrency | ensemble / classical (same client) | ensemble (perf_analyzer) / Ultralytics predict loop | "
+        "ensemble / slower stage alone |",
+        "| --- | --- | --- | --- |",
+    ]
     for c in sorted(ensemble):
         slower = min(pre[c]["images_per_s"], det[c]["images_per_s"])
-        lines.append(f"| {c} | {client[c]['images_per_s'] / classical[c]['images_per_s']:.2f}x | "
-                     f"{ensemble[c]['images_per_s'] / predict['images_per_s']:.2f}x | {ensemble[c]['images_per_s'] / slower:.0%} |")
+        lines.append(
+            f"| {c} | {client[c]['images_per_s'] / classical[c]['images_per_s']:.2f}x | "
+            f"{ensemble[c]['images_per_s'] / predict['images_per_s']:.2f}x | "
+            f"{ensemble[c]['images_per_s'] / slower:.0%} |"
+        )
     lines += ["", "perf_analyzer commands (one per concurrency):", ""] + [f"- {k}: `{c}`" for k, c in commands.items()]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     plot(out, rows)
@@ -341,7 +468,10 @@ def plot(out: Path, rows: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for metric, label, name in (("images_per_s", "images/s", "throughput.png"), ("p95_ms", "p95 latency (ms)", "latency.png")):
+    for metric, label, name in (
+        ("images_per_s", "images/s", "throughput.png"),
+        ("p95_ms", "p95 latency (ms)", "latency.png"),
+    ):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for path in dict.fromkeys(r["path"] for r in rows):
             points = [(r["concurrency"], r[metric]) for r in rows if r["path"] == path]

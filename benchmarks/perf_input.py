@@ -24,8 +24,17 @@ def serialised_bytes(data: bytes) -> bytes:
 
 
 def perf_input(images: list[Path]) -> dict:
-    return {"data": [{IMAGE_INPUT.name: {"content": {"b64": base64.b64encode(serialised_bytes(p.read_bytes())).decode()},
-                                         "shape": list(IMAGE_INPUT.dims)}} for p in images]}
+    return {
+        "data": [
+            {
+                IMAGE_INPUT.name: {
+                    "content": {"b64": base64.b64encode(serialised_bytes(p.read_bytes())).decode()},
+                    "shape": list(IMAGE_INPUT.dims),
+                }
+            }
+            for p in images
+        ]
+    }
 
 
 def main():

@@ -40,7 +40,7 @@ def image_sets(folder: Path, work: Path) -> dict[str, list[Path]]:
             scale = min(width / w, height / h)
             cw, ch = int(w * scale), int(h * scale)
             top, left = (height - ch) // 2, (width - cw) // 2
-            image = image[top:top + ch, left:left + cw]
+            image = image[top : top + ch, left : left + cw]
         path = work / "mixed" / f"{photo.stem}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -60,10 +60,22 @@ def compare(grpc_url: str, http_url: str, sets: dict[str, list[Path]], levels: l
                 before = triton_statistics(http_url)
                 result, command = perf_analyzer(grpc_url, model, data, c, ["image:1"], work)
                 stats = statistics_between(before, triton_statistics(http_url))
-                rows.append({"set": set_name, "images": len(images), "model": model, "concurrency": c, **result,
-                             "triton_statistics": stats, "command": command})
-                print({k: v for k, v in rows[-1].items() if k not in ("triton_statistics", "command")},
-                      {k: v["mean_batch"] for k, v in stats.items()}, flush=True)
+                rows.append(
+                    {
+                        "set": set_name,
+                        "images": len(images),
+                        "model": model,
+                        "concurrency": c,
+                        **result,
+                        "triton_statistics": stats,
+                        "command": command,
+                    }
+                )
+                print(
+                    {k: v for k, v in rows[-1].items() if k not in ("triton_statistics", "command")},
+                    {k: v["mean_batch"] for k, v in stats.items()},
+                    flush=True,
+                )
     return rows
 
 
@@ -71,8 +83,14 @@ def models_file(weights: str, folder: Path, max_batch_size: int) -> Path:
     import yaml
 
     path = folder / "models.yaml"
-    path.write_text(yaml.safe_dump({name: {"weights": str(Path(weights).resolve()), "max_batch_size": max_batch_size, **extra}
-                                    for name, extra in MODELS.items()}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                name: {"weights": str(Path(weights).resolve()), "max_batch_size": max_batch_size, **extra}
+                for name, extra in MODELS.items()
+            }
+        )
+    )
     return path
 
 
@@ -98,8 +116,19 @@ def main():
         with TritonServer(repository, ROOT / "build", *free_ports(3)) as server:
             rows = compare(server.grpc_url, server.http_url, sets, [int(c) for c in args.concurrency.split(",")], work)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "versions": versions(),
-                                    "weights": Path(args.weights).name, "measure_seconds": MEASURE_SECONDS, "rows": rows}, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+                "machine": machine(),
+                "versions": versions(),
+                "weights": Path(args.weights).name,
+                "measure_seconds": MEASURE_SECONDS,
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
     print(args.out)
 
 

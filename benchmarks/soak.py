@@ -11,7 +11,8 @@ message naming it; any other must return, for each of its photos, that photo's d
 exactly as it got them alone at the start (every detection scoring 0.01 above conf has a twin:
 same class, score within 0.005, box within 1 px), or, when not exactly, no more like any other
 photo's answer than like its own, by class and IoU >= 0.5 (`differing`: batches of other sizes
-may move pixels or scores a little on the GPU). A lost, duplicated or swapped answer is `wrong`. Memory: tritonserver's RSS, its Python-backend stubs' RSS and (with
+may move pixels or scores a little on the GPU). A lost, duplicated or swapped answer is `wrong`.
+Memory: tritonserver's RSS, its Python-backend stubs' RSS and (with
 nvidia-smi) GPU 0's used memory, sampled every second; growth compares the mean of
 the last tenth of the samples with the mean of the tenth just after warm-up (the first quarter
 of the requests, --warmup: the stubs' shared-memory regions and ONNX Runtime's arenas reach
@@ -45,10 +46,18 @@ def memory(server_pid: int) -> dict[str, float]:
 
     server = psutil.Process(server_pid)
     stubs = [p for p in server.children(recursive=True) if "triton_python_backend_stub" in p.name()]
-    sample = {"server_rss": server.memory_info().rss / 2**20, "stubs_rss": sum(p.memory_info().rss for p in stubs) / 2**20}
+    sample = {
+        "server_rss": server.memory_info().rss / 2**20,
+        "stubs_rss": sum(p.memory_info().rss for p in stubs) / 2**20,
+    }
     try:  # the whole GPU's used memory: the server is its only user in these runs
-        used = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-                              capture_output=True, text=True, timeout=10, check=True).stdout
+        used = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
         sample["gpu"] = float(used.strip())
     except (OSError, subprocess.SubprocessError, ValueError):
         pass
@@ -68,24 +77,37 @@ class SoakReport:
 
     def summary(self) -> str:
         growth = ", ".join(f"{k} {v:+.2f}%" for k, v in self.growth_percent.items())
-        return (f"{self.requests} requests in {self.seconds:.0f} s: {self.served} served exactly as each image alone, "
-                f"{self.differing} with each image's own detections but not exactly, {self.refused} bad ones refused "
-                f"cleanly, {len(self.wrong)} wrong; memory growth after warm-up: {growth}")
+        return (
+            f"{self.requests} requests in {self.seconds:.0f} s: {self.served} served exactly as each image alone, "
+            f"{self.differing} with each image's own detections but not exactly, {self.refused} bad ones refused "
+            f"cleanly, {len(self.wrong)} wrong; memory growth after warm-up: {growth}"
+        )
 
 
 def growth(samples: list[tuple[float, dict]], warm_until: float) -> dict[str, float]:
     steady = [s for t, s in samples if t >= warm_until]
     tenth = max(1, len(steady) // 10)
     first, last = steady[:tenth], steady[-tenth:]
-    return {k: 100 * (np.mean([s[k] for s in last]) / np.mean([s[k] for s in first]) - 1)
-            for k in first[0] if np.mean([s[k] for s in first]) > 0}
+    return {
+        k: 100 * (np.mean([s[k] for s in last]) / np.mean([s[k] for s in first]) - 1)
+        for k in first[0]
+        if np.mean([s[k] for s in first]) > 0
+    }
 
 
-def soak(url: str, model: str, photos: list[bytes], requests: int, concurrency: int, server_pid: int,
-         bad_every: int = 4, protocol: str = "grpc", warmup: float = 0.25) -> SoakReport:
-    from yolo_triton.contract import VARIANTS
-
+def soak(
+    url: str,
+    model: str,
+    photos: list[bytes],
+    requests: int,
+    concurrency: int,
+    server_pid: int,
+    bad_every: int = 4,
+    protocol: str = "grpc",
+    warmup: float = 0.25,
+) -> SoakReport:
     from yolo_triton.client.async_detector import image_input, parse_result, tritonclient_module
+    from yolo_triton.contract import VARIANTS
 
     module = tritonclient_module(protocol)
     local = threading.local()
@@ -103,8 +125,13 @@ def soak(url: str, model: str, photos: list[bytes], requests: int, concurrency: 
     def twins(found, others) -> int:
         """How many of found's clear detections have a twin in others: same class, score within
         0.005, box within 1 px."""
-        return sum(any(o.class_id == d.class_id and abs(o.score - d.score) < 5e-3 and np.allclose(o.box, d.box, atol=1.0)
-                       for o in others) for d in clear(found))
+        return sum(
+            any(
+                o.class_id == d.class_id and abs(o.score - d.score) < 5e-3 and np.allclose(o.box, d.box, atol=1.0)
+                for o in others
+            )
+            for d in clear(found)
+        )
 
     def iou(a, b) -> float:
         w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -115,8 +142,9 @@ def soak(url: str, model: str, photos: list[bytes], requests: int, concurrency: 
     def likeness(got, want) -> int:
         """Detections with a look-alike on the other side (same class, IoU >= 0.5), minus those
         without, both ways: highest for the photo an answer belongs to, whatever its scores."""
-        alike = lambda found, others: sum(any(o.class_id == d.class_id and iou(o.box, d.box) >= 0.5 for o in others)
-                                          for d in clear(found))
+        alike = lambda found, others: sum(
+            any(o.class_id == d.class_id and iou(o.box, d.box) >= 0.5 for o in others) for d in clear(found)
+        )
         return 2 * (alike(got, want) + alike(want, got)) - len(clear(got)) - len(clear(want))
 
     def exact(got, want) -> bool:
@@ -148,9 +176,13 @@ def soak(url: str, model: str, photos: list[bytes], requests: int, concurrency: 
             own = likeness(answer, alone[c])
             other = max((o for o in range(len(photos)) if o != c), key=lambda o: likeness(answer, alone[o]))
             if likeness(answer, alone[other]) > own:
-                brief = lambda found: [(d.class_name, round(d.score, 3), [round(x) for x in d.box]) for d in clear(found)]
-                return "wrong", (f"photo {c} (row {k} of {len(chosen)}) got {brief(answer)}, more like photo {other}'s "
-                                 f"{brief(alone[other])} than its own {brief(alone[c])}")
+                brief = lambda found: [
+                    (d.class_name, round(d.score, 3), [round(x) for x in d.box]) for d in clear(found)
+                ]
+                return "wrong", (
+                    f"photo {c} (row {k} of {len(chosen)}) got {brief(answer)}, more like photo {other}'s "
+                    f"{brief(alone[other])} than its own {brief(alone[c])}"
+                )
             outcome = "differing"
         return outcome, None
 
@@ -195,13 +227,27 @@ def main():
     parser.add_argument("--out", type=Path, help="write the report (JSON) here")
     args = parser.parse_args()
     photos = [p.read_bytes() for p in sorted(args.images.glob("*.jpg"))]
-    report = soak(args.url, args.model, photos, args.requests, args.concurrency, args.server_pid, args.bad_every,
-                  args.protocol, args.warmup)
+    report = soak(
+        args.url,
+        args.model,
+        photos,
+        args.requests,
+        args.concurrency,
+        args.server_pid,
+        args.bad_every,
+        args.protocol,
+        args.warmup,
+    )
     print(report.summary())
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({**asdict(report), "command": vars(args) | {"images": str(args.images), "out": str(args.out)}},
-                                       indent=1, default=str))
+        args.out.write_text(
+            json.dumps(
+                {**asdict(report), "command": vars(args) | {"images": str(args.images), "out": str(args.out)}},
+                indent=1,
+                default=str,
+            )
+        )
     return 0 if not report.wrong else 1
 
 

@@ -81,8 +81,13 @@ def model_repository(tmp_path_factory, models_file) -> Path:
     """A repository freshly exported from the models file by `python -m yolo_triton.repository`
     (the export is part of what is tested; in its own process, whose memory goes when it ends)."""
     out = tmp_path_factory.mktemp("model_repository")
-    run = subprocess.run([sys.executable, "-m", "yolo_triton.repository", "--out", str(out), "--target", "onnxruntime-cpu"],
-                         env={**os.environ, "YOLO_MODELS_FILE": str(models_file)}, capture_output=True, text=True, timeout=1800)
+    run = subprocess.run(
+        [sys.executable, "-m", "yolo_triton.repository", "--out", str(out), "--target", "onnxruntime-cpu"],
+        env={**os.environ, "YOLO_MODELS_FILE": str(models_file)},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return out
 
@@ -153,8 +158,8 @@ class Reference:
         return self.models.get(name) or replace(VARIANTS[name], weights=str(weights_of(name)))
 
     def __call__(self, name: str, images: list[Path]) -> dict:
-        from ultralytics import YOLO
         from matching import Detections
+        from ultralytics import YOLO
 
         done = self.cache.setdefault(name, {})
         todo = [p for p in images if p not in done]
@@ -168,8 +173,16 @@ class Reference:
         elif todo:
             model = YOLO(v.weights)
             for path in todo:
-                result = model.predict(str(path), conf=v.conf, iou=v.iou, imgsz=v.imgsz, max_det=v.max_detections,
-                                       rect=v.rect, nms=False if v.nms_free else None, verbose=False)[0]
+                result = model.predict(
+                    str(path),
+                    conf=v.conf,
+                    iou=v.iou,
+                    imgsz=v.imgsz,
+                    max_det=v.max_detections,
+                    rect=v.rect,
+                    nms=False if v.nms_free else None,
+                    verbose=False,
+                )[0]
                 done[path] = Detections.from_ultralytics(result)
         return {p: done[p] for p in images}
 

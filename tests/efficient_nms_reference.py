@@ -32,8 +32,18 @@ def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0)
 
 
-def efficient_nms(boxes, scores, *, score_threshold: float, iou_threshold: float, max_output_boxes: int,
-                  background_class: int = -1, score_activation: int = 0, box_coding: int = 0, class_agnostic: int = 0):
+def efficient_nms(
+    boxes,
+    scores,
+    *,
+    score_threshold: float,
+    iou_threshold: float,
+    max_output_boxes: int,
+    background_class: int = -1,
+    score_activation: int = 0,
+    box_coding: int = 0,
+    class_agnostic: int = 0,
+):
     boxes, scores = np.asarray(boxes, np.float32), np.asarray(scores, np.float32)
     if score_activation:
         scores = 1 / (1 + np.exp(-scores))
@@ -43,7 +53,11 @@ def efficient_nms(boxes, scores, *, score_threshold: float, iou_threshold: float
     batch, _, classes = scores.shape
     k = max_output_boxes
     num = np.zeros((batch, 1), np.int32)
-    out_boxes, out_scores, out_classes = np.zeros((batch, k, 4), np.float32), np.zeros((batch, k), np.float32), np.zeros((batch, k), np.int32)
+    out_boxes, out_scores, out_classes = (
+        np.zeros((batch, k, 4), np.float32),
+        np.zeros((batch, k), np.float32),
+        np.zeros((batch, k), np.int32),
+    )
     for b in range(batch):
         anchor, cls = np.nonzero(scores[b] > score_threshold)
         if 0 <= background_class < classes:
@@ -75,14 +89,23 @@ def bind_to_onnxruntime(model):
     from onnxruntime_extensions import PyCustomOpDef, default_opset_domain, get_library_path, onnx_op
 
     if not _bound:
-        attrs = {"score_threshold": PyCustomOpDef.dt_float, "iou_threshold": PyCustomOpDef.dt_float,
-                 "max_output_boxes": PyCustomOpDef.dt_int64, "background_class": PyCustomOpDef.dt_int64,
-                 "score_activation": PyCustomOpDef.dt_int64, "box_coding": PyCustomOpDef.dt_int64,
-                 "class_agnostic": PyCustomOpDef.dt_int64, "plugin_version": PyCustomOpDef.dt_string}
+        attrs = {
+            "score_threshold": PyCustomOpDef.dt_float,
+            "iou_threshold": PyCustomOpDef.dt_float,
+            "max_output_boxes": PyCustomOpDef.dt_int64,
+            "background_class": PyCustomOpDef.dt_int64,
+            "score_activation": PyCustomOpDef.dt_int64,
+            "box_coding": PyCustomOpDef.dt_int64,
+            "class_agnostic": PyCustomOpDef.dt_int64,
+            "plugin_version": PyCustomOpDef.dt_string,
+        }
 
-        @onnx_op(op_type="EfficientNMS_TRT", inputs=[PyCustomOpDef.dt_float, PyCustomOpDef.dt_float],
-                 outputs=[PyCustomOpDef.dt_int32, PyCustomOpDef.dt_float, PyCustomOpDef.dt_float, PyCustomOpDef.dt_int32],
-                 attrs=attrs)
+        @onnx_op(
+            op_type="EfficientNMS_TRT",
+            inputs=[PyCustomOpDef.dt_float, PyCustomOpDef.dt_float],
+            outputs=[PyCustomOpDef.dt_int32, PyCustomOpDef.dt_float, PyCustomOpDef.dt_float, PyCustomOpDef.dt_int32],
+            attrs=attrs,
+        )
         def _efficient_nms(boxes, scores, plugin_version="1", **kwargs):
             assert plugin_version == "1"
             return efficient_nms(boxes, scores, **kwargs)

@@ -25,15 +25,23 @@ def seed_images() -> dict[str, bytes]:
     """Name -> encoded bytes of a 64x48 noise image in each format."""
     pixels = np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)
     seeds = {}
-    for name, ext, params in (("jpeg", ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 80]),
-                              ("jpeg_progressive", ".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
-                              ("png", ".png", []), ("webp", ".webp", []), ("bmp", ".bmp", [])):
+    for name, ext, params in (
+        ("jpeg", ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 80]),
+        ("jpeg_progressive", ".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+        ("png", ".png", []),
+        ("webp", ".webp", []),
+        ("bmp", ".bmp", []),
+    ):
         ok, data = cv2.imencode(ext, pixels, params)
         assert ok
         seeds[name] = data.tobytes()
     rgb = Image.fromarray(pixels[..., ::-1])
-    for name, image, options in (("jpeg_444", rgb, {"subsampling": 0}), ("jpeg_gray", Image.fromarray(pixels[..., 0]), {}),
-                                 ("jpeg_cmyk", rgb.convert("CMYK"), {}), ("jpeg_exif_rotated", rgb, {"exif": _exif_rotated()})):
+    for name, image, options in (
+        ("jpeg_444", rgb, {"subsampling": 0}),
+        ("jpeg_gray", Image.fromarray(pixels[..., 0]), {}),
+        ("jpeg_cmyk", rgb.convert("CMYK"), {}),
+        ("jpeg_exif_rotated", rgb, {"exif": _exif_rotated()}),
+    ):
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", **options)
         seeds[name] = buffer.getvalue()
@@ -58,11 +66,11 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
         elif kind == "insert":
             data[at:at] = rng.randbytes(rng.randint(1, 64))
         elif kind == "delete":
-            del data[at:at + rng.randint(1, 64)]
+            del data[at : at + rng.randint(1, 64)]
         elif kind == "truncate":
             del data[at:]
         elif kind == "forge_size" and len(data) > at + 4:  # huge or zero dimensions in a header field
-            data[at:at + 4] = struct.pack(">HH", *rng.choice(FORGED_SIZES))
+            data[at : at + 4] = struct.pack(">HH", *rng.choice(FORGED_SIZES))
     return bytes(data)
 
 

@@ -17,19 +17,22 @@ class Detections:
     classes: np.ndarray  # [n]
 
     @classmethod
-    def from_ultralytics(cls, result) -> "Detections":
+    def from_ultralytics(cls, result) -> Detections:
         b = result.boxes
         return cls(b.xyxy.cpu().numpy(), b.conf.cpu().numpy(), b.cls.cpu().numpy().astype(int))
 
     @classmethod
-    def from_client(cls, detections) -> "Detections":
+    def from_client(cls, detections) -> Detections:
         """From the client's Detection objects (or their to_dict() form)."""
-        rows = [(d["box"], d["score"], d["class_id"]) if isinstance(d, dict) else (d.box, d.score, d.class_id) for d in detections]
+        rows = [
+            (d["box"], d["score"], d["class_id"]) if isinstance(d, dict) else (d.box, d.score, d.class_id)
+            for d in detections
+        ]
         boxes, scores, classes = zip(*rows) if rows else ((), (), ())
         return cls(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32), np.array(classes, int))
 
     @classmethod
-    def from_outputs(cls, num, boxes, scores, classes) -> "Detections":
+    def from_outputs(cls, num, boxes, scores, classes) -> Detections:
         n = int(np.asarray(num).reshape(-1)[0])
         return cls(boxes[:n], scores[:n], classes[:n].astype(int))
 
@@ -63,10 +66,19 @@ class MatchCounts:
         """Greedy one-to-one matching, Ultralytics' detections in score order."""
         self.reference += len(ref.scores)
         self.ours += len(ours.scores)
-        iou = iou_matrix(ref.boxes, ours.boxes) if len(ref.scores) and len(ours.scores) else np.zeros((len(ref.scores), len(ours.scores)))
+        iou = (
+            iou_matrix(ref.boxes, ours.boxes)
+            if len(ref.scores) and len(ours.scores)
+            else np.zeros((len(ref.scores), len(ours.scores)))
+        )
         used = np.zeros(len(ours.scores), bool)
         for i in np.argsort(-ref.scores):
-            ok = (~used) & (ours.classes == ref.classes[i]) & (iou[i] >= MIN_IOU) & (np.abs(ours.scores - ref.scores[i]) <= MAX_SCORE_DIFF)
+            ok = (
+                (~used)
+                & (ours.classes == ref.classes[i])
+                & (iou[i] >= MIN_IOU)
+                & (np.abs(ours.scores - ref.scores[i]) <= MAX_SCORE_DIFF)
+            )
             if ok.any():
                 used[np.flatnonzero(ok)[np.argmax(iou[i][ok])]] = True
                 self.matched += 1
@@ -74,8 +86,10 @@ class MatchCounts:
                 self.misses.append((image, int(ref.classes[i]), float(ref.scores[i]), ref.boxes[i].round(1).tolist()))
 
     def __str__(self) -> str:
-        return (f"{self.matched}/{self.reference} of Ultralytics' detections matched ({100 * self.matched_fraction:.2f}%), "
-                f"{self.ours - self.matched} extra of {self.ours} ours ({100 * self.extra_fraction:.2f}%)")
+        return (
+            f"{self.matched}/{self.reference} of Ultralytics' detections matched ({100 * self.matched_fraction:.2f}%), "
+            f"{self.ours - self.matched} extra of {self.ours} ours ({100 * self.extra_fraction:.2f}%)"
+        )
 
 
 # What two runs of our own graphs on the same pixels guarantee each other (same_detections): the
@@ -94,7 +108,12 @@ def unpaired(a: Detections, b: Detections, score_atol: float = SAME_SCORE_ATOL, 
     paired = 0
     for i in np.argsort(-a.scores, kind="stable"):
         box_diff = np.abs(b.boxes - a.boxes[i]).max(axis=1)
-        ok = (~used) & (b.classes == a.classes[i]) & (np.abs(b.scores - a.scores[i]) <= score_atol) & (box_diff <= box_atol)
+        ok = (
+            (~used)
+            & (b.classes == a.classes[i])
+            & (np.abs(b.scores - a.scores[i]) <= score_atol)
+            & (box_diff <= box_atol)
+        )
         if ok.any():
             candidates = np.flatnonzero(ok)
             used[candidates[np.argmin(box_diff[candidates])]] = True

@@ -62,12 +62,25 @@ def ensembles(base: str, timeout: float) -> list[str]:
 def infer(base: str, model: str, image: bytes, timeout: float) -> str | None:
     """None when the model answers; else what went wrong. The image travels as a binary tensor
     (Triton's binary-data extension: JSON header, then 4-byte length + bytes)."""
-    header = json.dumps({"inputs": [{"name": IMAGE_INPUT.name, "shape": [1, 1], "datatype": IMAGE_INPUT.datatype,
-                                     "parameters": {"binary_data_size": 4 + len(image)}}],
-                         "outputs": [{"name": "num_dets", "parameters": {"binary_data": False}}]}).encode()
-    status, body = _post(f"{base}/v2/models/{model}/infer", header + struct.pack("<I", len(image)) + image,
-                         {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
-                         timeout)
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": IMAGE_INPUT.name,
+                    "shape": [1, 1],
+                    "datatype": IMAGE_INPUT.datatype,
+                    "parameters": {"binary_data_size": 4 + len(image)},
+                }
+            ],
+            "outputs": [{"name": "num_dets", "parameters": {"binary_data": False}}],
+        }
+    ).encode()
+    status, body = _post(
+        f"{base}/v2/models/{model}/infer",
+        header + struct.pack("<I", len(image)) + image,
+        {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
+        timeout,
+    )
     return None if status == 200 else f"HTTP {status}: {body[:300].decode(errors='replace')}"
 
 
@@ -83,14 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="127.0.0.1:8000", help="Triton's HTTP address")
     parser.add_argument("--timeout", type=float, default=8.0, help="seconds per request")
-    parser.add_argument("--attempts", type=int, default=3, help="tries of a failing ensemble before it counts as failed")
+    parser.add_argument(
+        "--attempts", type=int, default=3, help="tries of a failing ensemble before it counts as failed"
+    )
     parser.add_argument("--kill-server", type=int, metavar="PID", help="SIGTERM this process when a ready server fails")
     args = parser.parse_args(argv)
     base, image = f"http://{args.url}", tiny_jpeg()
     try:
         failures = {}
         for model in ensembles(base, args.timeout):
-            for attempt in range(args.attempts):  # a request refused under a burst is no dead model
+            for _ in range(args.attempts):  # a request refused under a burst is no dead model
                 failures[model] = infer(base, model, image, args.timeout)
                 if failures[model] is None:
                     del failures[model]

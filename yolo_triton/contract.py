@@ -7,7 +7,6 @@ these names, shapes and numbers from here, so none of them can drift from the ot
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -82,7 +81,13 @@ def preprocess_model(imgsz: int, rect: bool = False) -> str:
 
 def is_ensemble(model: str) -> bool:
     """A model clients call: neither a preprocess model nor a variant's detector."""
-    return model != PREPROCESS_MODEL and not model.startswith(f"{PREPROCESS_MODEL}_") and not model.endswith(DETECTOR_SUFFIX)
+    return (
+        model != PREPROCESS_MODEL
+        and not model.startswith(f"{PREPROCESS_MODEL}_")
+        and not model.endswith(DETECTOR_SUFFIX)
+    )
+
+
 PADDING_VALUE = 114  # grey of Ultralytics' LetterBox
 
 
@@ -144,10 +149,18 @@ _SERVING = {
     "yolov11_small": {"weights": "yolo11s.pt", "max_batch_size": 64, "preferred_batch_sizes": [8, 32, 64]},
     "yolov11_medium": {"weights": "yolo11m.pt", "max_batch_size": 32, "preferred_batch_sizes": [8, 16, 32]},
     "yolov8_nano": {"weights": "yolov8n.pt", "max_batch_size": 128, "preferred_batch_sizes": [8, 32, 64, 128]},
-    "yolov26_nano": {"weights": "yolo26n.pt", "max_batch_size": 128, "preferred_batch_sizes": [8, 32, 64, 128], "nms_free": True},
+    "yolov26_nano": {
+        "weights": "yolo26n.pt",
+        "max_batch_size": 128,
+        "preferred_batch_sizes": [8, 32, 64, 128],
+        "nms_free": True,
+    },
 }
 BUILTIN_SOURCE = "the built-in model table"  # what errors about it name
-BUILTIN_MODELS: dict[str, dict] = {**_SERVING, **{f"{name}_eval": {**entry, "eval": True} for name, entry in _SERVING.items()}}
+BUILTIN_MODELS: dict[str, dict] = {
+    **_SERVING,
+    **{f"{name}_eval": {**entry, "eval": True} for name, entry in _SERVING.items()},
+}
 DEFAULT_VARIANTS = ("yolov11_nano", "yolov11_small", "yolov11_medium")
 
 
@@ -162,7 +175,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def variant_for_weights(path: str) -> Optional[Variant]:
+def variant_for_weights(path: str) -> Variant | None:
     """The (serving, not eval) variant whose weights file has this file's name (yolo11n.pt -> yolov11_nano)."""
     name = path.replace("\\", "/").rsplit("/", 1)[-1]
     return next((v for v in __getattr__("VARIANTS").values() if v.weights == name and not v.multi_label), None)

@@ -76,7 +76,11 @@ def choose(env: dict[str, str] | None = None, smi=nvidia_smi) -> tuple[Path | No
     path = requirements_file(output)
     if path is None:
         named = f"CUDA {version[0]}.{version[1]}" if version else "no CUDA version"
-        return None, f"the NVIDIA driver supports {named}; serving on the GPU needs CUDA 12 or newer: nothing installed for the GPU"
+        return (
+            None,
+            f"the NVIDIA driver supports {named}; serving on the GPU needs CUDA 12 or newer: "
+            "nothing installed for the GPU",
+        )
     return path, f"NVIDIA driver for CUDA {version[0]}.{version[1]}: the GPU runtime from {path.name}"
 
 
@@ -89,8 +93,11 @@ def pins(path: Path, python: tuple[int, int] | None = None) -> dict[str, str]:
     (or for `python`)."""
     from packaging.markers import Marker
 
-    env = None if python is None else {"python_version": f"{python[0]}.{python[1]}",
-                                       "python_full_version": f"{python[0]}.{python[1]}.0"}
+    env = (
+        None
+        if python is None
+        else {"python_version": f"{python[0]}.{python[1]}", "python_full_version": f"{python[0]}.{python[1]}.0"}
+    )
     result = {}
     for line in Path(path).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
@@ -175,12 +182,17 @@ def install(path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--install", action="store_true", help="install the chosen requirements into this environment")
-    parser.add_argument("--stamp", type=Path, help="file written once the choice is done (installed, or nothing to install)")
+    parser.add_argument(
+        "--stamp", type=Path, help="file written once the choice is done (installed, or nothing to install)"
+    )
     args = parser.parse_args(argv)
     path, why = choose()
     print(f"GPU runtime: {why}", flush=True)
     if args.install and path is not None:
-        print(f"Installing {path.name} into {sys.prefix} (CuPy, nvImageCodec, ONNX Runtime GPU, CUDA libraries) ...", flush=True)
+        print(
+            f"Installing {path.name} into {sys.prefix} (CuPy, nvImageCodec, ONNX Runtime GPU, CUDA libraries) ...",
+            flush=True,
+        )
         install(path)
         print(f"Installed {path.name}: `make serve` serves on the GPU (YOLO_DEVICE=cpu serves on the CPU).", flush=True)
     if args.install and args.stamp and os.environ.get("YOLO_DEVICE", "auto") != "cpu":

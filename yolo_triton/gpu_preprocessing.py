@@ -81,10 +81,14 @@ class GpuPreprocessor:
             self.kernel = cp.RawKernel(_LETTERBOX_SOURCE.replace("PADDING", str(PADDING_VALUE)), "letterbox")
             kinds = backends or ("HW_GPU_ONLY", "GPU_ONLY", "HYBRID_CPU_GPU")
             # fancy upsampling: chroma upsampled as libjpeg (OpenCV) does, so pixels match Ultralytics' decode
-            self.decoder = nvimgcodec.Decoder(device_id=device_id, options=":fancy_upsampling=1",
-                                              backends=[nvimgcodec.Backend(getattr(nvimgcodec.BackendKind, k)) for k in kinds])
-            self.params = nvimgcodec.DecodeParams(apply_exif_orientation=True, color_spec=nvimgcodec.ColorSpec.SRGB,
-                                                  allow_any_depth=False)
+            self.decoder = nvimgcodec.Decoder(
+                device_id=device_id,
+                options=":fancy_upsampling=1",
+                backends=[nvimgcodec.Backend(getattr(nvimgcodec.BackendKind, k)) for k in kinds],
+            )
+            self.params = nvimgcodec.DecodeParams(
+                apply_exif_orientation=True, color_spec=nvimgcodec.ColorSpec.SRGB, allow_any_depth=False
+            )
             self.code_stream = nvimgcodec.CodeStream
 
     def decode(self, rows: list[bytes], stream: cp.cuda.Stream) -> list:
@@ -135,5 +139,7 @@ class GpuPreprocessor:
         pointers = cp.asarray(np.array([v.data.ptr for v in views], np.uint64))
         block = (32, 8, 1)
         grid = ((width + block[0] - 1) // block[0], (height + block[1] - 1) // block[1], n)
-        self.kernel(grid, block, (pointers, cp.asarray(geometry), out, np.int32(height), np.int32(width)), stream=stream)
+        self.kernel(
+            grid, block, (pointers, cp.asarray(geometry), out, np.int32(height), np.int32(width)), stream=stream
+        )
         return out, params

@@ -20,13 +20,18 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from yolo_triton.contract import DETECTOR_SUFFIX, EVALUATION_SETTINGS, PREPROCESS_MODEL, STRIDE, Variant
 
-TASKS = {"segment": "segmentation", "pose": "pose estimation", "obb": "oriented-box (OBB)", "classify": "classification"}
+TASKS = {
+    "segment": "segmentation",
+    "pose": "pose estimation",
+    "obb": "oriented-box (OBB)",
+    "classify": "classification",
+}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
@@ -43,8 +48,11 @@ class Field:
 def _in(low, high, step: int = 1) -> Callable[[object], str | None]:
     def problem(value):
         if not low <= value <= high or (step > 1 and value % step):
-            return f"must be {'a multiple of ' + str(step) + ' ' if step > 1 else ''}from {low} to {high}, not {value!r}"
+            return (
+                f"must be {'a multiple of ' + str(step) + ' ' if step > 1 else ''}from {low} to {high}, not {value!r}"
+            )
         return None
+
     return problem
 
 
@@ -85,8 +93,10 @@ def _typed(value, kind: type) -> bool:
 
 def _name_problem(name) -> str | None:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        return ("is not a name Triton can serve: letters, digits, '_', '.' and '-', starting with a letter or "
-                "digit, at most 100 characters")
+        return (
+            "is not a name Triton can serve: letters, digits, '_', '.' and '-', starting with a letter or "
+            "digit, at most 100 characters"
+        )
     if name == PREPROCESS_MODEL or name.startswith(f"{PREPROCESS_MODEL}_"):
         return f"clashes with the {PREPROCESS_MODEL} models the ensembles share"
     if name.endswith(DETECTOR_SUFFIX):
@@ -99,8 +109,10 @@ def parse_models(data, source: str, folder: Path | None = None) -> dict[str, Var
     errors, `folder` is where relative weights paths start."""
     if not isinstance(data, dict) or not data:
         found = type(data).__name__ if data else "nothing"
-        raise ModelsFileError(f"{source}: expected a mapping from ensemble names to their fields, e.g. "
-                              f"'ppe: {{weights: /models/best.pt}}', not {found}")
+        raise ModelsFileError(
+            f"{source}: expected a mapping from ensemble names to their fields, e.g. "
+            f"'ppe: {{weights: /models/best.pt}}', not {found}"
+        )
     variants, lowered = {}, {}
     for name, entry in data.items():
         where = f"{source}: model {name!r}"
@@ -108,34 +120,60 @@ def parse_models(data, source: str, folder: Path | None = None) -> dict[str, Var
         if problem:
             raise ModelsFileError(f"{where}: the name {problem}")
         if name.lower() in lowered:
-            raise ModelsFileError(f"{where}: the name clashes with {lowered[name.lower()]!r} (model folders differ only in case)")
+            raise ModelsFileError(
+                f"{where}: the name clashes with {lowered[name.lower()]!r} (model folders differ only in case)"
+            )
         lowered[name.lower()] = name
         if not isinstance(entry, dict):
-            raise ModelsFileError(f"{where}: expected a mapping of fields such as '{{weights: best.pt}}', not {entry!r}")
+            raise ModelsFileError(
+                f"{where}: expected a mapping of fields such as '{{weights: best.pt}}', not {entry!r}"
+            )
         for key, value in entry.items():
             if key in FROM_WEIGHTS:
-                raise ModelsFileError(f"{where}: key {key!r}: not a key of a models file: the classes and their names come from the weights")
+                raise ModelsFileError(
+                    f"{where}: key {key!r}: not a key of a models file: "
+                    "the classes and their names come from the weights"
+                )
             if key not in FIELDS:
                 raise ModelsFileError(f"{where}: unknown key {key!r}; the keys are {', '.join(FIELDS)}")
             field = FIELDS[key]
             if not _typed(value, field.kind):
-                raise ModelsFileError(f"{where}: key {key!r}: must be {field.kind.__name__ if field.kind is not list else 'a list of integers'}, "
-                                      f"not {value!r}")
+                raise ModelsFileError(
+                    f"{where}: key {key!r}: must be "
+                    f"{field.kind.__name__ if field.kind is not list else 'a list of integers'}, "
+                    f"not {value!r}"
+                )
             problem = field.problem(value)
             if problem:
                 raise ModelsFileError(f"{where}: key {key!r}: {problem}")
         if "weights" not in entry:
-            raise ModelsFileError(f"{where}: key 'weights' is missing: a .pt file or a name Ultralytics downloads (yolo11n.pt)")
+            raise ModelsFileError(
+                f"{where}: key 'weights' is missing: a .pt file or a name Ultralytics downloads (yolo11n.pt)"
+            )
         if entry.get("rect") and entry.get("nms_free"):
             raise ModelsFileError(f"{where}: key 'rect': not with an end-to-end head (nms_free) yet")
-        fields = {**(EVALUATION_SETTINGS if entry.get("eval") else {}), **{k: v for k, v in entry.items() if k != "eval"}}
+        fields = {
+            **(EVALUATION_SETTINGS if entry.get("eval") else {}),
+            **{k: v for k, v in entry.items() if k != "eval"},
+        }
         fields["weights"] = _weights_path(fields["weights"], folder)
         max_batch = fields.setdefault("max_batch_size", Variant.max_batch_size)
-        preferred = fields.setdefault("preferred_batch_sizes", sorted({b for b in Variant.preferred_batch_sizes if b <= max_batch} | {max_batch}))
+        preferred = fields.setdefault(
+            "preferred_batch_sizes", sorted({b for b in Variant.preferred_batch_sizes if b <= max_batch} | {max_batch})
+        )
         if preferred[-1] > max_batch:
-            raise ModelsFileError(f"{where}: key 'preferred_batch_sizes': {preferred} goes past max_batch_size {max_batch}")
-        variants[name] = Variant(name=name, **{**fields, "preferred_batch_sizes": tuple(preferred), "conf": float(fields.get("conf", Variant.conf)),
-                                               "iou": float(fields.get("iou", Variant.iou))})
+            raise ModelsFileError(
+                f"{where}: key 'preferred_batch_sizes': {preferred} goes past max_batch_size {max_batch}"
+            )
+        variants[name] = Variant(
+            name=name,
+            **{
+                **fields,
+                "preferred_batch_sizes": tuple(preferred),
+                "conf": float(fields.get("conf", Variant.conf)),
+                "iou": float(fields.get("iou", Variant.iou)),
+            },
+        )
     return variants
 
 
@@ -160,7 +198,9 @@ def load_models_file(path: str | Path) -> dict[str, Variant]:
         keys = [loader.construct_object(k) for k, _ in node.value]
         twice = sorted({str(k) for k in keys if keys.count(k) > 1})
         if twice:
-            raise ModelsFileError(f"{path}: {', '.join(map(repr, twice))} given twice (line {node.start_mark.line + 1})")
+            raise ModelsFileError(
+                f"{path}: {', '.join(map(repr, twice))} given twice (line {node.start_mark.line + 1})"
+            )
         return loader.construct_mapping(node)
 
     UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
@@ -189,16 +229,25 @@ def inspect_weights(v: Variant, source: str) -> Variant:
     except Exception as e:  # a download that failed, a file that is not a checkpoint
         raise ModelsFileError(f"{where}: cannot load {v.weights}: {type(e).__name__}: {e}") from None
     if model.task != "detect":
-        raise ModelsFileError(f"{where}: {v.weights} is a {TASKS.get(model.task, model.task)} model (task {model.task!r}), "
-                              "not a detection model: only detection weights can be served")
+        raise ModelsFileError(
+            f"{where}: {v.weights} is a {TASKS.get(model.task, model.task)} model (task {model.task!r}), "
+            "not a detection model: only detection weights can be served"
+        )
     head = model.model.model[-1]
     names = tuple(str(model.names[i]) for i in range(len(model.names)))
     if getattr(head, "nc", len(names)) != len(names):
-        raise ModelsFileError(f"{where}: the head of {v.weights} has {head.nc} classes but the weights name {len(names)}")
+        raise ModelsFileError(
+            f"{where}: the head of {v.weights} has {head.nc} classes but the weights name {len(names)}"
+        )
     end_to_end = getattr(head, "one2one_cv2", None) is not None  # YOLO26's / YOLOv10's one-to-one branch
     if v.nms_free and not end_to_end:
         raise ModelsFileError(f"{source}: model {v.name!r}: key 'nms_free': the head of {v.weights} is not end-to-end")
     if v.rect and end_to_end:
         raise ModelsFileError(f"{source}: model {v.name!r}: key 'rect': not with an end-to-end head ({v.weights}) yet")
-    return replace(v, weights=str(model.ckpt_path or v.weights), num_classes=len(names), class_names=names,
-                   nms_free=v.nms_free or end_to_end)
+    return replace(
+        v,
+        weights=str(model.ckpt_path or v.weights),
+        num_classes=len(names),
+        class_names=names,
+        nms_free=v.nms_free or end_to_end,
+    )

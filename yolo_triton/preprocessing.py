@@ -39,7 +39,7 @@ class Letterbox:
     out_width: int
 
     @classmethod
-    def fit(cls, height: int, width: int, imgsz: int, rect: bool = False) -> "Letterbox":
+    def fit(cls, height: int, width: int, imgsz: int, rect: bool = False) -> Letterbox:
         # the same arithmetic, with Python's round (half to even), as ultralytics.data.augment.LetterBox
         r = min(imgsz / height, imgsz / width)
         new_w, new_h = max(round(width * r), 1), max(round(height * r), 1)
@@ -102,7 +102,9 @@ def letterbox_into(out: np.ndarray, image: np.ndarray, box: Letterbox | None = N
     if (box.new_height, box.new_width) != image.shape[:2]:
         image = cv2.resize(image, (box.new_width, box.new_height), interpolation=cv2.INTER_LINEAR)
     out[...] = PADDING_VALUE
-    out[:, box.top:box.top + box.new_height, box.left:box.left + box.new_width] = image[..., ::-1].transpose(2, 0, 1)
+    out[:, box.top : box.top + box.new_height, box.left : box.left + box.new_width] = image[..., ::-1].transpose(
+        2, 0, 1
+    )
     return box.params()
 
 

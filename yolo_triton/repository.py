@@ -38,7 +38,9 @@ QUEUE_BATCHES = 2  # a model queues at most this many max-size batches; past tha
 
 
 def _tensor_list(kind: str, specs: tuple[TensorSpec, ...]) -> str:
-    rows = ",\n".join(f'  {{ name: "{s.name}" data_type: {s.data_type} dims: [ {", ".join(map(str, s.dims))} ] }}' for s in specs)
+    rows = ",\n".join(
+        f'  {{ name: "{s.name}" data_type: {s.data_type} dims: [ {", ".join(map(str, s.dims))} ] }}' for s in specs
+    )
     return f"{kind} [\n{rows}\n]\n"
 
 
@@ -47,16 +49,31 @@ def _text(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def model_config(name: str, runtime: str, max_batch_size: int, inputs, outputs, preferred: tuple[int, ...],
-                 kind: str = "KIND_CPU", parameters: dict[str, str] | None = None, instances: int = 1,
-                 queue_delay_us: int = QUEUE_DELAY_US, extra: str = "") -> str:
-    params = "".join(f'parameters {{ key: "{k}" value: {{ string_value: {_text(v)} }} }}\n' for k, v in (parameters or {}).items())
+def model_config(
+    name: str,
+    runtime: str,
+    max_batch_size: int,
+    inputs,
+    outputs,
+    preferred: tuple[int, ...],
+    kind: str = "KIND_CPU",
+    parameters: dict[str, str] | None = None,
+    instances: int = 1,
+    queue_delay_us: int = QUEUE_DELAY_US,
+    extra: str = "",
+) -> str:
+    params = "".join(
+        f'parameters {{ key: "{k}" value: {{ string_value: {_text(v)} }} }}\n' for k, v in (parameters or {}).items()
+    )
     return (
         f'name: "{name}"\n{runtime}\nmax_batch_size: {max_batch_size}\n'
-        + _tensor_list("input", inputs) + _tensor_list("output", outputs)
+        + _tensor_list("input", inputs)
+        + _tensor_list("output", outputs)
         + f"dynamic_batching {{ preferred_batch_size: [ {', '.join(map(str, preferred))} ] max_queue_delay_microseconds: {queue_delay_us}"
         + f" default_queue_policy {{ max_queue_size: {QUEUE_BATCHES * max_batch_size} }} }}\n"
-        + f"instance_group [ {{ kind: {kind} count: {instances} }} ]\n" + params + extra
+        + f"instance_group [ {{ kind: {kind} count: {instances} }} ]\n"
+        + params
+        + extra
     )
 
 
@@ -76,17 +93,48 @@ class Target:
     description: str
 
 
-TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("onnxruntime-cpu", False, PYTHON, "onnx", "fp32", "onnxruntime_detector.py",
-           "ONNX Runtime on the CPU in a Python model: any machine (make serve, CI)"),
-    Target("onnxruntime-gpu", True, PYTHON, "onnx", "fp16", "onnxruntime_gpu_detector.py",
-           "ONNX Runtime GPU in a Python model, input by IO binding from GPU memory: any CUDA GPU with pip (make serve)"),
-    Target("tensorrt", True, 'platform: "tensorrt_plan"', "efficient_nms", "fp16", None,
-           "a TensorRT plan built here by build_engine.py: NVIDIA's containers"),
-    Target("onnxruntime-backend", True, 'backend: "onnxruntime"', "onnx", "fp32", None,
-           "Triton's own ONNX Runtime backend on the GPU, TensorRT inside ONNX Runtime where it can:"
-           " NVIDIA's containers, when no plan can be built"),
-)}
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target(
+            "onnxruntime-cpu",
+            False,
+            PYTHON,
+            "onnx",
+            "fp32",
+            "onnxruntime_detector.py",
+            "ONNX Runtime on the CPU in a Python model: any machine (make serve, CI)",
+        ),
+        Target(
+            "onnxruntime-gpu",
+            True,
+            PYTHON,
+            "onnx",
+            "fp16",
+            "onnxruntime_gpu_detector.py",
+            "ONNX Runtime GPU in a Python model, input by IO binding from GPU memory: any CUDA GPU with pip (make serve)",
+        ),
+        Target(
+            "tensorrt",
+            True,
+            'platform: "tensorrt_plan"',
+            "efficient_nms",
+            "fp16",
+            None,
+            "a TensorRT plan built here by build_engine.py: NVIDIA's containers",
+        ),
+        Target(
+            "onnxruntime-backend",
+            True,
+            'backend: "onnxruntime"',
+            "onnx",
+            "fp32",
+            None,
+            "Triton's own ONNX Runtime backend on the GPU, TensorRT inside ONNX Runtime where it can:"
+            " NVIDIA's containers, when no plan can be built",
+        ),
+    )
+}
 DEVICES = ("auto", "gpu", "cpu")
 
 # GPU targets, from perf_analyzer runs on an H100 (benchmarks/RESULTS.md, "GPU serving settings"):
@@ -115,31 +163,50 @@ def onnxruntime_batch_sizes(max_batch_size: int) -> tuple[int, ...]:
 def onnxruntime_gpu_parameters(max_batch_size: int) -> dict[str, str]:
     """The config parameters of a model run by onnxruntime_gpu_detector.py: inputs wherever they
     are (GPU memory from preprocess), and its batch sizes."""
-    return {"FORCE_CPU_ONLY_INPUT_TENSORS": "no", "batch_sizes": ",".join(map(str, onnxruntime_batch_sizes(max_batch_size))),
-            "prefer_nhwc": GPU_PREFER_NHWC}
+    return {
+        "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
+        "batch_sizes": ",".join(map(str, onnxruntime_batch_sizes(max_batch_size))),
+        "prefer_nhwc": GPU_PREFER_NHWC,
+    }
 
 
 def preprocess_config(variants: list[Variant], target: str = "onnxruntime-cpu") -> str:
     """The preprocess model of the variants' one input size and letterbox (Variant.preprocess)."""
     kinds = {(v.imgsz, v.rect) for v in variants}
     if len(kinds) != 1:
-        raise ValueError(f"one preprocess model serves one input size and letterbox; the variants ask for {sorted(kinds)}")
+        raise ValueError(
+            f"one preprocess model serves one input size and letterbox; the variants ask for {sorted(kinds)}"
+        )
     imgsz, rect = kinds.pop()
     max_batch = max(v.max_batch_size for v in variants)
     preferred = tuple(sorted({b for v in variants for b in v.preferred_batch_sizes}))
     gpu = TARGETS[target].on_gpu
-    return model_config(variants[0].preprocess, PYTHON, max_batch, (contract.IMAGE_INPUT,), variants[0].detector_inputs, preferred,
-                        kind="KIND_GPU" if gpu else "KIND_CPU",
-                        parameters={"imgsz": str(imgsz), "rect": str(int(rect)), "device": "gpu" if gpu else "cpu"},
-                        instances=GPU_PREPROCESS_INSTANCES if gpu else CPU_PREPROCESS_INSTANCES,
-                        queue_delay_us=GPU_QUEUE_DELAY_US if gpu else QUEUE_DELAY_US)
+    return model_config(
+        variants[0].preprocess,
+        PYTHON,
+        max_batch,
+        (contract.IMAGE_INPUT,),
+        variants[0].detector_inputs,
+        preferred,
+        kind="KIND_GPU" if gpu else "KIND_CPU",
+        parameters={"imgsz": str(imgsz), "rect": str(int(rect)), "device": "gpu" if gpu else "cpu"},
+        instances=GPU_PREPROCESS_INSTANCES if gpu else CPU_PREPROCESS_INSTANCES,
+        queue_delay_us=GPU_QUEUE_DELAY_US if gpu else QUEUE_DELAY_US,
+    )
 
 
 def detector_config(v: Variant, target: str = "onnxruntime-cpu") -> str:
     t = TARGETS[target]
     if not t.on_gpu:
-        return model_config(v.detector, t.runtime, v.max_batch_size, v.detector_inputs, v.outputs, v.preferred_batch_sizes,
-                            instances=CPU_DETECTOR_INSTANCES)
+        return model_config(
+            v.detector,
+            t.runtime,
+            v.max_batch_size,
+            v.detector_inputs,
+            v.outputs,
+            v.preferred_batch_sizes,
+            instances=CPU_DETECTOR_INSTANCES,
+        )
     parameters, extra = None, ""
     if t.name == "onnxruntime-gpu":
         parameters = onnxruntime_gpu_parameters(v.max_batch_size)
@@ -162,19 +229,49 @@ def detector_config(v: Variant, target: str = "onnxruntime-cpu") -> str:
         # cudnn_conv_algo_search 1 (HEURISTIC): for convolutions left to the CUDA provider, whose
         # default (EXHAUSTIVE) searches again on every new batch shape (seconds each).
         parameters = {"cudnn_conv_algo_search": "1"}
-        trt = {"precision_mode": "FP32", "trt_min_subgraph_size": "100",
-               "trt_timing_cache_enable": "1", "trt_timing_cache_path": "/tmp"}
-        extra = ('optimization { execution_accelerators { gpu_execution_accelerator: [ { name: "tensorrt" '
-                 + " ".join(f'parameters {{ key: "{k}" value: "{val}" }}' for k, val in trt.items()) + " } ] } }\n")
+        trt = {
+            "precision_mode": "FP32",
+            "trt_min_subgraph_size": "100",
+            "trt_timing_cache_enable": "1",
+            "trt_timing_cache_path": "/tmp",
+        }
+        extra = (
+            'optimization { execution_accelerators { gpu_execution_accelerator: [ { name: "tensorrt" '
+            + " ".join(f'parameters {{ key: "{k}" value: "{val}" }}' for k, val in trt.items())
+            + " } ] } }\n"
+        )
+
         def dims(spec):  # a rect variant's free sides are warmed at imgsz
             return ", ".join(str(d if d > 0 else v.imgsz) for d in spec.dims)
-        warm = [(b, " ".join(
-            f'inputs {{ key: "{s.name}" value: {{ data_type: {s.data_type} dims: [ {dims(s)} ] zero_data: true }} }}'
-            for s in v.detector_inputs)) for b in sorted({1, v.max_batch_size})]
-        extra += "model_warmup [\n" + ",\n".join(f'  {{ name: "batch_{b}" batch_size: {b} {ins} }}' for b, ins in warm) + "\n]\n"
-    return model_config(v.detector, t.runtime, v.max_batch_size, v.detector_inputs, v.outputs, v.preferred_batch_sizes,
-                        kind="KIND_GPU", parameters=parameters, instances=GPU_DETECTOR_INSTANCES, queue_delay_us=GPU_QUEUE_DELAY_US,
-                        extra=extra)
+
+        warm = [
+            (
+                b,
+                " ".join(
+                    f'inputs {{ key: "{s.name}" value: {{ data_type: {s.data_type} dims: [ {dims(s)} ] zero_data: true }} }}'
+                    for s in v.detector_inputs
+                ),
+            )
+            for b in sorted({1, v.max_batch_size})
+        ]
+        extra += (
+            "model_warmup [\n"
+            + ",\n".join(f'  {{ name: "batch_{b}" batch_size: {b} {ins} }}' for b, ins in warm)
+            + "\n]\n"
+        )
+    return model_config(
+        v.detector,
+        t.runtime,
+        v.max_batch_size,
+        v.detector_inputs,
+        v.outputs,
+        v.preferred_batch_sizes,
+        kind="KIND_GPU",
+        parameters=parameters,
+        instances=GPU_DETECTOR_INSTANCES,
+        queue_delay_us=GPU_QUEUE_DELAY_US,
+        extra=extra,
+    )
 
 
 def gpu_runtime_available() -> bool:
@@ -184,7 +281,9 @@ def gpu_runtime_available() -> bool:
         import onnxruntime
         from nvidia import nvimgcodec  # noqa: F401
 
-        return "CUDAExecutionProvider" in onnxruntime.get_available_providers() and cupy.cuda.runtime.getDeviceCount() > 0
+        return (
+            "CUDAExecutionProvider" in onnxruntime.get_available_providers() and cupy.cuda.runtime.getDeviceCount() > 0
+        )
     except Exception:
         return False
 
@@ -203,15 +302,20 @@ def ensemble_config(v: Variant) -> str:
     def maps(kind: str, specs) -> str:
         return "".join(f'      {kind} {{ key: "{s.name}" value: "{s.name}" }}\n' for s in specs)
 
-    step = "    {{\n      model_name: \"{}\"\n      model_version: -1\n{}{}    }}"
-    steps = ",\n".join((
-        step.format(v.preprocess, maps("input_map", v.inputs), maps("output_map", v.detector_inputs)),
-        step.format(v.detector, maps("input_map", v.detector_inputs), maps("output_map", v.outputs)),
-    ))
-    return (f'name: "{v.name}"\nplatform: "ensemble"\nmax_batch_size: {v.max_batch_size}\n'
-            + _tensor_list("input", v.inputs) + _tensor_list("output", v.outputs)
-            + f"ensemble_scheduling {{\n  step [\n{steps}\n  ]\n}}\n"
-            + f'parameters {{ key: "{CLASS_NAMES_PARAMETER}" value: {{ string_value: {_text(json.dumps(list(v.class_names), ensure_ascii=False))} }} }}\n')
+    step = '    {{\n      model_name: "{}"\n      model_version: -1\n{}{}    }}'
+    steps = ",\n".join(
+        (
+            step.format(v.preprocess, maps("input_map", v.inputs), maps("output_map", v.detector_inputs)),
+            step.format(v.detector, maps("input_map", v.detector_inputs), maps("output_map", v.outputs)),
+        )
+    )
+    return (
+        f'name: "{v.name}"\nplatform: "ensemble"\nmax_batch_size: {v.max_batch_size}\n'
+        + _tensor_list("input", v.inputs)
+        + _tensor_list("output", v.outputs)
+        + f"ensemble_scheduling {{\n  step [\n{steps}\n  ]\n}}\n"
+        + f'parameters {{ key: "{CLASS_NAMES_PARAMETER}" value: {{ string_value: {_text(json.dumps(list(v.class_names), ensure_ascii=False))} }} }}\n'
+    )
 
 
 # Where the project's test weights lie (tests and `make serve` offline): the YOLO_TEST_DATA folder
@@ -256,7 +360,9 @@ def resolve_weights(env: dict[str, str] | None = None, online=None) -> dict[str,
         if not names:
             match = contract.variant_for_weights(path)
             if match is None:
-                raise ValueError(f"no variant uses weights named {Path(path).name}; name one with YOLO_MODELS=<variant>")
+                raise ValueError(
+                    f"no variant uses weights named {Path(path).name}; name one with YOLO_MODELS=<variant>"
+                )
             names = [match.name]
         if len(names) != 1:
             raise ValueError("YOLO_WEIGHTS gives one file: name at most one variant in YOLO_MODELS")
@@ -273,12 +379,17 @@ def resolve_weights(env: dict[str, str] | None = None, online=None) -> dict[str,
         return {n: VARIANTS[n].weights for n in chosen}
     test_weights = Path(env.get("YOLO_TEST_DATA", TEST_DATA)) / "weights"
     if all((test_weights / VARIANTS[n].weights).is_file() for n in chosen):
-        print(f"No network to download weights: serving the project's test weights from {test_weights} "
-              f"(trained on coco128 only, see the README there); set YOLO_WEIGHTS or YOLO_WEIGHTS_DIR for yours.", flush=True)
+        print(
+            f"No network to download weights: serving the project's test weights from {test_weights} "
+            f"(trained on coco128 only, see the README there); set YOLO_WEIGHTS or YOLO_WEIGHTS_DIR for yours.",
+            flush=True,
+        )
         return {n: str(test_weights / VARIANTS[n].weights) for n in chosen}
-    raise NoWeights(f"No weights for {', '.join(chosen)}: no network to download them and none in {test_weights}. "
-                    "Set YOLO_WEIGHTS=/path/to/weights.pt (with YOLO_MODELS=<variant> for another file name) "
-                    "or YOLO_WEIGHTS_DIR=/folder/of/weights.")
+    raise NoWeights(
+        f"No weights for {', '.join(chosen)}: no network to download them and none in {test_weights}. "
+        "Set YOLO_WEIGHTS=/path/to/weights.pt (with YOLO_MODELS=<variant> for another file name) "
+        "or YOLO_WEIGHTS_DIR=/folder/of/weights."
+    )
 
 
 def resolve_models(env: dict[str, str] | None = None, online=None) -> dict[str, Variant]:
@@ -312,12 +423,21 @@ def _export_key(v: Variant, weights: str, target: Target, precision: str) -> str
 
 
 def _gpu_name() -> str:
-    return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", "0"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", "0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
-def write_repository(out: Path, models: dict[str, Variant | str], target: str = "onnxruntime-cpu", precision: str | None = None,
-                     source: str = BUILTIN_SOURCE) -> Path:
+def write_repository(
+    out: Path,
+    models: dict[str, Variant | str],
+    target: str = "onnxruntime-cpu",
+    precision: str | None = None,
+    source: str = BUILTIN_SOURCE,
+) -> Path:
     """Write the repository for `models` (name -> Variant, or -> weights of the built-in variant of
     that name). Every model's weights are inspected first (models_file.inspect_weights: a
     ModelsFileError naming `source` before anything is exported); exports (and engine builds) are
@@ -331,7 +451,10 @@ def write_repository(out: Path, models: dict[str, Variant | str], target: str = 
     precision = precision or t.precision
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    variants = [inspect_weights(m if isinstance(m, Variant) else replace(VARIANTS[n], weights=m), source) for n, m in models.items()]
+    variants = [
+        inspect_weights(m if isinstance(m, Variant) else replace(VARIANTS[n], weights=m), source)
+        for n, m in models.items()
+    ]
 
     out = Path(out)
     preprocess = {v.preprocess: [w for w in variants if w.preprocess == v.preprocess] for v in variants}
@@ -382,9 +505,13 @@ def choose_target(requested: str = "auto", env: dict[str, str] | None = None) ->
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--target", choices=("auto", *TARGETS), default="auto",
-                        help="detector runtime; auto: onnxruntime-gpu where a GPU and its runtime are, else onnxruntime-cpu"
-                             " (YOLO_DEVICE=gpu|cpu forces one). " + "; ".join(f"{t.name}: {t.description}" for t in TARGETS.values()))
+    parser.add_argument(
+        "--target",
+        choices=("auto", *TARGETS),
+        default="auto",
+        help="detector runtime; auto: onnxruntime-gpu where a GPU and its runtime are, else onnxruntime-cpu"
+        " (YOLO_DEVICE=gpu|cpu forces one). " + "; ".join(f"{t.name}: {t.description}" for t in TARGETS.values()),
+    )
     args = parser.parse_args()
     target = choose_target(args.target)
     print(f"target {target}: {TARGETS[target].description}", flush=True)

@@ -1,9 +1,9 @@
 """`make serve`: build the model repository and serve it on 127.0.0.1 until Ctrl-C.
 
-    python -m yolo_triton.serve   (models from YOLO_MODELS_FILE, see yolo_triton.models_file, or
-                                   weights from YOLO_WEIGHTS / YOLO_WEIGHTS_DIR / YOLO_MODELS, see
-                                   yolo_triton.repository.resolve_weights; all on the GPU where
-                                   one and its runtime are, else the CPU: YOLO_DEVICE=gpu|cpu forces)
+python -m yolo_triton.serve   (models from YOLO_MODELS_FILE, see yolo_triton.models_file, or
+                               weights from YOLO_WEIGHTS / YOLO_WEIGHTS_DIR / YOLO_MODELS, see
+                               yolo_triton.repository.resolve_weights; all on the GPU where
+                               one and its runtime are, else the CPU: YOLO_DEVICE=gpu|cpu forces)
 """
 
 from __future__ import annotations
@@ -16,8 +16,16 @@ import threading
 from pathlib import Path
 
 from yolo_triton.models_file import ModelsFileError
-from yolo_triton.repository import (DEFAULT_OUT, ROOT, TARGETS, NoWeights, choose_target, models_source, resolve_models,
-                                    write_repository)
+from yolo_triton.repository import (
+    DEFAULT_OUT,
+    ROOT,
+    TARGETS,
+    NoWeights,
+    choose_target,
+    models_source,
+    resolve_models,
+    write_repository,
+)
 from yolo_triton.tritonserver import TritonServer, gpu_server_args
 
 FIRST_REQUEST = """\
@@ -40,21 +48,40 @@ def main():
     try:
         models = resolve_models()
         target = choose_target()
-        print(f"Serving on the {'GPU' if TARGETS[target].on_gpu else 'CPU'}: detector target {target} "
-              f"({TARGETS[target].description}).", flush=True)
+        print(
+            f"Serving on the {'GPU' if TARGETS[target].on_gpu else 'CPU'}: detector target {target} "
+            f"({TARGETS[target].description}).",
+            flush=True,
+        )
         print(f"Exporting and writing the model repository for {', '.join(models)} ...", flush=True)
-        repository = write_repository(args.repository, models, target, os.environ.get("YOLO_PRECISION") or None, models_source())
+        repository = write_repository(
+            args.repository, models, target, os.environ.get("YOLO_PRECISION") or None, models_source()
+        )
     except (NoWeights, ModelsFileError) as e:
         print(e, file=sys.stderr)
         raise SystemExit(2) from None
-    server = TritonServer(repository, ROOT / "build", args.http_port, args.grpc_port, args.metrics_port,
-                          extra_args=gpu_server_args() if TARGETS[target].on_gpu else ())
+    server = TritonServer(
+        repository,
+        ROOT / "build",
+        args.http_port,
+        args.grpc_port,
+        args.metrics_port,
+        extra_args=gpu_server_args() if TARGETS[target].on_gpu else (),
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with server:
-        print(FIRST_REQUEST.format(models=", ".join(models), first=next(iter(models)), http=args.http_port,
-                                   grpc=args.grpc_port, metrics=args.metrics_port), flush=True)
+        print(
+            FIRST_REQUEST.format(
+                models=", ".join(models),
+                first=next(iter(models)),
+                http=args.http_port,
+                grpc=args.grpc_port,
+                metrics=args.metrics_port,
+            ),
+            flush=True,
+        )
         while not stop.wait(1.0):
             if server.process.poll() is not None:
                 raise SystemExit(f"tritonserver exited with code {server.process.returncode}")

@@ -72,7 +72,10 @@ def server_environment() -> dict[str, str]:
     # both ship (libcurand.so.10) must be CUDA 12's. Only folders that exist; none loads on the CPU path.
     nvidia = Path(sysconfig.get_paths()["platlib"]) / "nvidia"
     folders = [p for p in nvidia.glob("*/lib") if p.is_dir()] if nvidia.is_dir() else []
-    libs += [str(p) for p in sorted(folders, key=lambda p: (re.fullmatch(r"cu\d+", p.parent.name) is not None, p.parent.name))]
+    libs += [
+        str(p)
+        for p in sorted(folders, key=lambda p: (re.fullmatch(r"cu\d+", p.parent.name) is not None, p.parent.name))
+    ]
     env["LD_LIBRARY_PATH"] = os.pathsep.join([*libs, env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
     env.setdefault("YOLO_OFFLINE", "1")
     return env
@@ -121,23 +124,33 @@ class TritonServer:
             str(binary),
             f"--model-repository={Path(self.model_repository).resolve()}",
             f"--backend-directory={backend_directory(Path(self.build_dir) / 'backends').resolve()}",
-            f"--http-address={HOST}", f"--http-port={self.http_port}",
-            f"--grpc-address={HOST}", f"--grpc-port={self.grpc_port}",
-            f"--metrics-address={HOST}", f"--metrics-port={self.metrics_port}",
-            "--allow-metrics=true", "--allow-gpu-metrics=false",
+            f"--http-address={HOST}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={HOST}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={HOST}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
             "--model-control-mode=none",  # no load/unload API: the repository is fixed at start
-            "--strict-readiness=true", "--exit-on-error=true",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
             *(f"--backend-config={c}" for c in PYTHON_BACKEND_CONFIG),
             *self.extra_args,
         ]
 
-    def start(self, timeout: float = 300.0) -> "TritonServer":
+    def start(self, timeout: float = 300.0) -> TritonServer:
         out = open(self.log, "ab") if self.log else None
         # its own process group, so a Ctrl-C reaches this process, which then stops the server in
         # order; and it dies with this process (parent-death signal) should this one be killed
-        self.process = subprocess.Popen(self.command(), env=server_environment(), stdout=out,
-                                        stderr=subprocess.STDOUT if out else None, start_new_session=True,
-                                        preexec_fn=_die_with_parent)
+        self.process = subprocess.Popen(
+            self.command(),
+            env=server_environment(),
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         self.wait_ready(timeout)
         return self
 
@@ -152,7 +165,10 @@ class TritonServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"tritonserver exited with code {self.process.returncode}" + (f"; see {self.log}" if self.log else ""))
+                raise RuntimeError(
+                    f"tritonserver exited with code {self.process.returncode}"
+                    + (f"; see {self.log}" if self.log else "")
+                )
             if self.is_ready():
                 return
             time.sleep(0.5)
@@ -170,7 +186,7 @@ class TritonServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -181,6 +197,9 @@ def gpu_server_args() -> tuple[str, ...]:
     """Flags for serving the GPU path: Triton's CUDA memory pool on GPU 0 sized as .env's
     CUDA_MEMORY_POOL_BYTES (the preprocess -> detector hand-offs live there), as compose and the
     chart pass it."""
-    settings = dict(line.split("=", 1) for line in (Path(__file__).resolve().parent.parent / ".env").read_text().splitlines()
-                    if "=" in line and not line.lstrip().startswith("#"))
+    settings = dict(
+        line.split("=", 1)
+        for line in (Path(__file__).resolve().parent.parent / ".env").read_text().splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    )
     return (f"--cuda-memory-pool-byte-size=0:{int(settings['CUDA_MEMORY_POOL_BYTES'])}",)

@@ -12,10 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import CUSTOM_MODEL, YOLO_TRITON
 
 from yolo_triton.preprocessing import decode
-
-from conftest import CUSTOM_MODEL, YOLO_TRITON
 
 CUSTOM_NAMES = ("pedestrian", "vehicle", "pet")  # tests/fixtures/custom_weights.py
 
@@ -53,15 +52,29 @@ def test_jsonl_with_annotated_images(triton, folder, tmp_path):
         for d in line["detections"]:
             x1, y1, x2, y2 = (int(round(v)) for v in d["box"])
             # each box is drawn: its top edge differs from the photo along most of its length
-            assert changed[max(y1 - 1, 0):y1 + 2, x1:x2 + 1].any(axis=0).mean() > 0.8, (annotated_path, d)
-            near_boxes[max(y1 - 40, 0):y2 + 3, max(x1 - 3, 0):x2 + 200] = True  # the box and its label
+            assert changed[max(y1 - 1, 0) : y1 + 2, x1 : x2 + 1].any(axis=0).mean() > 0.8, (annotated_path, d)
+            near_boxes[max(y1 - 40, 0) : y2 + 3, max(x1 - 3, 0) : x2 + 200] = True  # the box and its label
         assert changed[~near_boxes].mean() < 0.01, annotated_path  # and nothing else is
 
 
 def test_csv_over_http(triton, folder, tmp_path):
     out = tmp_path / "detections.csv"
-    run = yolo_triton("detect", f"{folder}/0*.jpg", "--protocol", "http", "--url", triton.http_url,
-                      "--format", "csv", "--output", out, "--batch-size", "2", "--concurrency", "2")
+    run = yolo_triton(
+        "detect",
+        f"{folder}/0*.jpg",
+        "--protocol",
+        "http",
+        "--url",
+        triton.http_url,
+        "--format",
+        "csv",
+        "--output",
+        out,
+        "--batch-size",
+        "2",
+        "--concurrency",
+        "2",
+    )
     assert run.returncode == 0, run.stderr
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert list(rows[0]) == ["image", "class_id", "class_name", "score", "x1", "y1", "x2", "y2", "error"]
@@ -85,21 +98,36 @@ def test_a_models_own_class_names(triton, test_images, tmp_path):
     from yolo_triton.client.async_detector import Detection
 
     photos = test_images[:12]
-    run = yolo_triton("detect", *photos, "--model", CUSTOM_MODEL, "--url", triton.grpc_url, "--save", tmp_path / "drawn")
+    run = yolo_triton(
+        "detect", *photos, "--model", CUSTOM_MODEL, "--url", triton.grpc_url, "--save", tmp_path / "drawn"
+    )
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     found = [d for line in lines for d in line["detections"]]
-    assert found and {d["class_name"] for d in found} <= set(CUSTOM_NAMES) and "pedestrian" in {d["class_name"] for d in found}
+    assert (
+        found
+        and {d["class_name"] for d in found} <= set(CUSTOM_NAMES)
+        and "pedestrian" in {d["class_name"] for d in found}
+    )
     assert all(d["class_name"] == CUSTOM_NAMES[d["class_id"]] for d in found)
-    run = yolo_triton("detect", *photos, "--model", CUSTOM_MODEL, "--url", triton.http_url, "--protocol", "http", "--format", "csv")
+    run = yolo_triton(
+        "detect", *photos, "--model", CUSTOM_MODEL, "--url", triton.http_url, "--protocol", "http", "--format", "csv"
+    )
     rows = list(csv.DictReader(io.StringIO(run.stdout)))
-    assert sorted((r["class_name"], r["class_id"]) for r in rows if r["class_name"]) == sorted((d["class_name"], str(d["class_id"])) for d in found)
+    assert sorted((r["class_name"], r["class_id"]) for r in rows if r["class_name"]) == sorted(
+        (d["class_name"], str(d["class_id"])) for d in found
+    )
     coco = {0: "person", 1: "car", 2: "dog"}  # what the 3 classes are called in the COCO model they came from
     for line in (line for line in lines if line["detections"]):  # the drawn labels are these names, not COCO's
         drawn = cv2.imread(str(tmp_path / "drawn" / f"{Path(line['image']).stem}.jpg")).astype(int)
 
         def drawn_with(names):  # the drawing of the JSON's detections (rounded) under these names, encoded alike
-            found = tuple(Detection(d["class_id"], names[d["class_id"]], d["score"], tuple(d["box"])) for d in line["detections"])
-            return cv2.imdecode(cv2.imencode(".jpg", annotate(Path(line["image"]).read_bytes(), found))[1], cv2.IMREAD_COLOR).astype(int)
+            found = tuple(
+                Detection(d["class_id"], names[d["class_id"]], d["score"], tuple(d["box"])) for d in line["detections"]
+            )
+            return cv2.imdecode(
+                cv2.imencode(".jpg", annotate(Path(line["image"]).read_bytes(), found))[1], cv2.IMREAD_COLOR
+            ).astype(int)
+
         ours, theirs = np.abs(drawn - drawn_with(CUSTOM_NAMES)).mean(), np.abs(drawn - drawn_with(coco)).mean()
         assert ours * 10 < theirs, (line["image"], ours, theirs)

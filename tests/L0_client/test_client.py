@@ -6,8 +6,8 @@ import asyncio
 import shutil
 
 import pytest
-
 from matching import Detections, MatchCounts, unpaired
+
 from yolo_triton.client import AsyncDetector, Detector, ServerUnavailable, UnknownModel, detect
 from yolo_triton.tritonserver import free_ports
 
@@ -28,7 +28,9 @@ def photo_folder(test_images, tmp_path_factory):
     return folder
 
 
-def test_folder_glob_file_and_bytes_in_order_with_ultralytics_detections(triton, protocol, photo_folder, test_images, reference):
+def test_folder_glob_file_and_bytes_in_order_with_ultralytics_detections(
+    triton, protocol, photo_folder, test_images, reference
+):
     photos = sorted(p for p in photo_folder.iterdir() if "broken" not in p.name)
     sources = [photo_folder, str(photo_folder / "00000000000*.jpg"), photos[0], photos[1].read_bytes()]
     results = detect(sources, model=MODEL, url=_url(triton, protocol), protocol=protocol, batch_size=4, concurrency=3)
@@ -37,7 +39,9 @@ def test_folder_glob_file_and_bytes_in_order_with_ultralytics_detections(triton,
     glob = sorted(photo_folder.glob("00000000000*.jpg"))
     assert [r.source for r in results] == [*map(str, folder), *map(str, glob), str(photos[0]), "<bytes 3>"]
     broken = results[[p.name for p in folder].index("000000000100_broken.jpg")]
-    assert not broken.ok and broken.error == "truncated JPEG (23 bytes): no end-of-image marker" and not broken.detections
+    assert (
+        not broken.ok and broken.error == "truncated JPEG (23 bytes): no end-of-image marker" and not broken.detections
+    )
 
     expected = reference(MODEL, test_images[:20])
     by_name = {p.name: p for p in test_images[:20]}
@@ -61,8 +65,10 @@ def test_asyncio_client_gives_the_blocking_clients_results(triton, protocol, pho
     asynchronous = asyncio.run(run())
     # batched differently, so compared as sets of detections (matching.unpaired), not bit for bit
     assert [(r.source, r.error) for r in asynchronous] == [(r.source, r.error) for r in blocking]
-    assert all(unpaired(Detections.from_client(a.detections), Detections.from_client(b.detections)) == 0
-               for a, b in zip(asynchronous, blocking))
+    assert all(
+        unpaired(Detections.from_client(a.detections), Detections.from_client(b.detections)) == 0
+        for a, b in zip(asynchronous, blocking)
+    )
 
 
 def test_batch_size_is_capped_at_the_models_maximum(triton):

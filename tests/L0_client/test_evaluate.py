@@ -5,9 +5,9 @@ and the evaluator's scoring reproduces val's own mAP from val's own detections."
 import re
 import subprocess
 
-from yolo_triton.client.evaluate import labelled_images, score, ultralytics_val
-
 from conftest import COCO_IMAGES, MATCH_REPORT, YOLO_TRITON, weights_of
+
+from yolo_triton.client.evaluate import labelled_images, score, ultralytics_val
 
 MODEL = "yolov11_nano_eval"
 
@@ -18,8 +18,22 @@ def _numbers(line: str) -> tuple[float, float]:
 
 
 def test_served_map_is_ultralytics_val_map(triton):
-    run = subprocess.run([str(YOLO_TRITON), "eval", COCO_IMAGES, "--model", MODEL, "--url", triton.grpc_url,
-                          "--weights", weights_of(MODEL)], capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [
+            str(YOLO_TRITON),
+            "eval",
+            COCO_IMAGES,
+            "--model",
+            MODEL,
+            "--url",
+            triton.grpc_url,
+            "--weights",
+            weights_of(MODEL),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     ours, theirs, difference = run.stdout.strip().splitlines()[-3:]
     MATCH_REPORT.extend([f"eval: {ours}", f"eval: {theirs}", f"eval: {difference}"])

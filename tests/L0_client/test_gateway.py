@@ -8,21 +8,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import CUSTOM_MODEL, YOLO_TRITON
+from matching import Detections, unpaired
 
 from yolo_triton.client import detect
 from yolo_triton.preprocessing import MAX_IMAGE_BYTES
 from yolo_triton.tritonserver import free_ports
 
-from conftest import CUSTOM_MODEL, YOLO_TRITON
-from matching import Detections, unpaired
-
-
 
 def start_gateway(triton_url: str, tmp_path: Path):
     (port,) = free_ports(1)
     log = open(tmp_path / f"gateway_{port}.log", "wb")
-    process = subprocess.Popen([str(YOLO_TRITON), "gateway", "--port", str(port), "--url", triton_url],
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [str(YOLO_TRITON), "gateway", "--port", str(port), "--url", triton_url], stdout=log, stderr=subprocess.STDOUT
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -30,7 +29,9 @@ def start_gateway(triton_url: str, tmp_path: Path):
             httpx.get(f"{base}/openapi.json", timeout=1)
             return process, base
         except httpx.TransportError:
-            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / f"gateway_{port}.log").read_text()
+            assert process.poll() is None and time.monotonic() < deadline, (
+                tmp_path / f"gateway_{port}.log"
+            ).read_text()
             time.sleep(0.2)
 
 
@@ -46,7 +47,11 @@ def test_predict_returns_the_clients_detections(gateway, triton, test_images):
     photos = [test_images[0], test_images[5], test_images[-2]]  # bus.jpg is test_images[-2]
     expected = detect(photos, model="yolov11_nano", url=triton.grpc_url)
     for photo, want in zip(photos, expected):
-        response = httpx.post(f"{gateway}/predict/yolov11_nano", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}, timeout=60)
+        response = httpx.post(
+            f"{gateway}/predict/yolov11_nano",
+            files={"file": (photo.name, photo.read_bytes(), "image/jpeg")},
+            timeout=60,
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["model"] == "yolov11_nano" and body["image"] == photo.name
@@ -71,7 +76,9 @@ def test_no_triton_is_503(tmp_path, test_images):
     (dead,) = free_ports(1)
     process, base = start_gateway(f"127.0.0.1:{dead}", tmp_path)
     try:
-        response = httpx.post(f"{base}/predict/yolov11_nano", files={"file": ("x.jpg", test_images[0].read_bytes())}, timeout=60)
+        response = httpx.post(
+            f"{base}/predict/yolov11_nano", files={"file": ("x.jpg", test_images[0].read_bytes())}, timeout=60
+        )
         assert response.status_code == 503 and "no Triton server" in response.json()["detail"]
         assert httpx.get(f"{base}/health").status_code == 503
     finally:
@@ -92,7 +99,11 @@ def test_a_models_own_class_names(gateway, test_images):
     """The custom model answers with the names of its weights (tests/fixtures/custom_weights.py)."""
     names = set()
     for photo in test_images[:6]:
-        response = httpx.post(f"{gateway}/predict/{CUSTOM_MODEL}", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}, timeout=60)
+        response = httpx.post(
+            f"{gateway}/predict/{CUSTOM_MODEL}",
+            files={"file": (photo.name, photo.read_bytes(), "image/jpeg")},
+            timeout=60,
+        )
         assert response.status_code == 200, response.text
         names |= {(d["class_id"], d["class_name"]) for d in response.json()["detections"]}
     assert (0, "pedestrian") in names and names <= {(0, "pedestrian"), (1, "vehicle"), (2, "pet")}

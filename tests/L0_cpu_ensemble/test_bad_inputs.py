@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
+from matching import Detections, MatchCounts
 from PIL import Image
 
-from matching import Detections, MatchCounts
 from yolo_triton.client.async_detector import image_input, tritonclient_module
 from yolo_triton.contract import VARIANTS
 from yolo_triton.preprocessing import MAX_IMAGE_BYTES
@@ -29,7 +29,12 @@ def _pil(photo, fmt, mode="RGB", **save) -> bytes:
 def _png_header(width, height) -> bytes:
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _exif_rotated(photo) -> bytes:
@@ -62,9 +67,17 @@ CASES = {
     "progressive JPEG": (lambda p: _pil(p, "JPEG", progressive=True, quality=95), ".jpg", None),
     "EXIF-rotated JPEG": (_exif_rotated, ".jpg", None),
     "1x1 image": (lambda p: cv2.imencode(".png", np.full((1, 1, 3), 200, np.uint8))[1].tobytes(), ".png", None),
-    "10000x16 image": (lambda p: cv2.imencode(".jpg", cv2.resize(cv2.imread(str(p)), (10000, 16)))[1].tobytes(), ".jpg", None),
+    "10000x16 image": (
+        lambda p: cv2.imencode(".jpg", cv2.resize(cv2.imread(str(p)), (10000, 16)))[1].tobytes(),
+        ".jpg",
+        None,
+    ),
     "header claiming 60000x60000": (lambda p: _png_header(60000, 60000), None, "60000x60000 pixels, over the limit"),
-    "payload over the size limit": (lambda p: b"\xff\xd8" + bytes(MAX_IMAGE_BYTES), None, f"over the limit of {MAX_IMAGE_BYTES}"),
+    "payload over the size limit": (
+        lambda p: b"\xff\xd8" + bytes(MAX_IMAGE_BYTES),
+        None,
+        f"over the limit of {MAX_IMAGE_BYTES}",
+    ),
 }
 
 
@@ -119,5 +132,7 @@ def test_malformed_requests_get_clear_errors(triton, client, protocol):
     for inputs, words in (([wrong_dtype], "data-type"), ([wrong_shape], "shape"), ([], "input")):
         with pytest.raises(module.InferenceServerException) as caught:
             client.infer(MODEL, inputs)
-        assert words in caught.value.message().lower() or words.replace("-", "") in caught.value.message().lower(), caught.value.message()
+        assert words in caught.value.message().lower() or words.replace("-", "") in caught.value.message().lower(), (
+            caught.value.message()
+        )
     assert client.is_server_live() and client.is_server_ready()

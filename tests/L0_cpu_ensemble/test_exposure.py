@@ -29,8 +29,12 @@ def test_embedded_server_binds_loopback_only(triton):
     assert f"--http-address={HOST}" in triton.command() and f"--grpc-address={HOST}" in triton.command()
     import psutil
 
-    outward = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
-               if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    outward = [
+        a.address
+        for addrs in psutil.net_if_addrs().values()
+        for a in addrs
+        if a.family == socket.AF_INET and not a.address.startswith("127.")
+    ]
     if not outward:
         pytest.skip("no non-loopback address on this machine")
     for address in outward:
@@ -55,8 +59,13 @@ def test_restricted_apis_need_the_admin_header(restricted):
     base = f"http://{restricted.http_url}"
     assert httpx.get(f"{base}/v2/health/ready").status_code == 200
     assert httpx.get(f"{base}/v2").status_code == 200  # server metadata stays open
-    for method, path in (("POST", "/v2/repository/index"), ("POST", "/v2/repository/models/x/load"),
-                         ("GET", "/v2/systemsharedmemory/status"), ("GET", "/v2/logging"), ("GET", "/v2/trace/setting")):
+    for method, path in (
+        ("POST", "/v2/repository/index"),
+        ("POST", "/v2/repository/models/x/load"),
+        ("GET", "/v2/systemsharedmemory/status"),
+        ("GET", "/v2/logging"),
+        ("GET", "/v2/trace/setting"),
+    ):
         refused = httpx.request(method, f"{base}{path}")
         assert refused.status_code == 403 and "restricted" in refused.text.lower(), (path, refused.text)
     assert httpx.post(f"{base}/v2/repository/index", headers={HEADER: KEY}).status_code == 200

@@ -6,8 +6,8 @@ detector and the smallest queues, so the burst stays small.)"""
 from concurrent.futures import ThreadPoolExecutor
 
 import tritonclient.grpc as grpc
-
 from matching import Detections, MatchCounts
+
 from yolo_triton.client.async_detector import image_input
 from yolo_triton.contract import VARIANTS
 from yolo_triton.repository import QUEUE_BATCHES
@@ -35,7 +35,9 @@ def test_burst_beyond_capacity_is_rejected_cleanly_and_the_server_recovers(trito
     rejected = [a for a in answers if isinstance(a, grpc.InferenceServerException)]
     served = [(i, a) for i, a in enumerate(answers) if not isinstance(a, grpc.InferenceServerException)]
     assert rejected, f"a burst of {burst} should overflow queues of {QUEUE_BATCHES * v.max_batch_size}"
-    assert {e.message().split("] ")[-1] for e in rejected} == {"Exceeds maximum queue size"}, {e.message() for e in rejected}
+    assert {e.message().split("] ")[-1] for e in rejected} == {"Exceeds maximum queue size"}, {
+        e.message() for e in rejected
+    }
     assert len(served) + len(rejected) == burst and served
     for i, result in served:  # each served request got the answer of its own image
         path = photos[i % len(photos)]

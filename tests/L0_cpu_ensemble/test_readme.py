@@ -4,12 +4,11 @@ variant table is the contract's."""
 import re
 
 import pytest
+from conftest import ultralytics_assets
 
 from yolo_triton.client.async_detector import DEFAULT_URLS
 from yolo_triton.contract import VARIANTS
 from yolo_triton.repository import ROOT
-
-from conftest import ultralytics_assets
 
 README = (ROOT / "README.md").read_text()
 
@@ -28,9 +27,18 @@ def test_readme_python_snippets_run(snippet, triton, monkeypatch, capsys):
 
 
 def test_readme_variant_table_is_the_contract():
-    rows = re.findall(r"^\| `(\w+)` \| (\S+) \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \| ([\d, ]+) \|$", README, re.M)
+    rows = re.findall(
+        r"^\| `(\w+)` \| (\S+) \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \| ([\d, ]+) \|$", README, re.M
+    )
     table = {r[0]: r[1:] for r in rows}
     assert set(table) == set(VARIANTS)
     for name, v in VARIANTS.items():
-        assert table[name] == (v.weights, str(v.imgsz), str(v.max_detections), str(v.conf), str(v.iou),
-                               str(v.max_batch_size), ", ".join(map(str, v.preferred_batch_sizes)))
+        assert table[name] == (
+            v.weights,
+            str(v.imgsz),
+            str(v.max_detections),
+            str(v.conf),
+            str(v.iou),
+            str(v.max_batch_size),
+            ", ".join(map(str, v.preferred_batch_sizes)),
+        )

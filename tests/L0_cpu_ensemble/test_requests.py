@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
-
 from matching import Detections, MatchCounts
+
 from yolo_triton.client.async_detector import image_input, tritonclient_module
 from yolo_triton.contract import VARIANTS
 

@@ -4,7 +4,6 @@ publishes its weights' class names."""
 import json
 
 import pytest
-
 from conftest import ALL_SERVED, CUSTOM_MODEL
 
 

@@ -3,9 +3,9 @@ under concurrency against the session's server, every answer checked against its
 lost, duplicated or swapped; every bad request refused with its message), the server's and its
 stubs' memory sampled throughout and reported."""
 
-from benchmarks.soak import soak
-
 from conftest import MATCH_REPORT
+
+from benchmarks.soak import soak
 
 REQUESTS, CONCURRENCY = 400, 8
 

@@ -50,8 +50,12 @@ def stubs_of(server, model: str) -> list[int]:
 
 
 def canary(server, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "yolo_triton.canary", "--url", server.http_url, *extra],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "yolo_triton.canary", "--url", server.http_url, *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def chart_probe(server) -> subprocess.CompletedProcess:
@@ -88,14 +92,18 @@ def test_killed_stub_fails_its_requests_cleanly_and_the_canary_notices(server, t
         time.sleep(1)
         after = list(pool.map(request, [VICTIM, BYSTANDER] * 8))
     assert before == ["ok"] * 8
-    assert all("Stub process 'yolov11_nano_detector_0_" in r and "is not healthy" in r for r in after[0::2]), after[0::2]
+    assert all("Stub process 'yolov11_nano_detector_0_" in r and "is not healthy" in r for r in after[0::2]), after[
+        0::2
+    ]
     assert after[1::2] == ["ok"] * 8  # the other model is unaffected
     assert server.process.poll() is None
     base = f"http://{server.http_url}"
     assert httpx.get(f"{base}/v2/health/live").status_code == 200  # Triton 2.51 does not see it
     assert httpx.get(f"{base}/v2/health/ready").status_code == 200
     found = canary(server)
-    assert found.returncode == 1 and f"canary: {VICTIM}:" in found.stderr and BYSTANDER not in found.stderr, found.stderr
+    assert found.returncode == 1 and f"canary: {VICTIM}:" in found.stderr and BYSTANDER not in found.stderr, (
+        found.stderr
+    )
     assert chart_probe(server).returncode == 1  # the pod would be restarted
     assert server.process.poll() is None
     healthcheck = compose_healthcheck(server)

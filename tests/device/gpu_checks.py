@@ -33,9 +33,9 @@ import json
 import os
 import platform
 import random
+import shutil
 import signal
 import struct
-import shutil
 import subprocess
 import sys
 import threading
@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 from matching import Detections, MatchCounts  # noqa: E402
+
 from benchmarks.bench import statistics_between, triton_statistics  # noqa: E402
 from yolo_triton.contract import VARIANTS, detection_outputs  # noqa: E402
 from yolo_triton.gpu_preprocessing import GpuPreprocessor  # noqa: E402
@@ -64,8 +65,24 @@ from yolo_triton.tritonserver import PYTHON_BACKEND_CONFIG, gpu_server_args  # n
 
 DATA = ROOT / "build" / "device"
 IMGSZ = 640
-ODD_SHAPES = [(1080, 1920), (1920, 1080), (333, 777), (777, 333), (16, 1000), (1000, 16), (2000, 3000), (641, 639),
-              (639, 641), (1280, 1280), (320, 320), (1, 1), (3, 4000), (4000, 3), (720, 1280), (481, 640)]
+ODD_SHAPES = [
+    (1080, 1920),
+    (1920, 1080),
+    (333, 777),
+    (777, 333),
+    (16, 1000),
+    (1000, 16),
+    (2000, 3000),
+    (641, 639),
+    (639, 641),
+    (1280, 1280),
+    (320, 320),
+    (1, 1),
+    (3, 4000),
+    (4000, 3),
+    (720, 1280),
+    (481, 640),
+]
 
 
 def letterbox_parity(photos: list[Path]) -> dict:
@@ -78,9 +95,13 @@ def letterbox_parity(photos: list[Path]) -> dict:
         hosts = [cp.asnumpy(im) for im in decoded]  # RGB, exactly the pixels the kernel reads
         for path, host in zip(photos, hosts):
             opencv_rgb = decode(path.read_bytes())[..., ::-1]
-            decode_diffs.append(float(np.abs(host.astype(int) - opencv_rgb).max()) if host.shape == opencv_rgb.shape else None)
-        resized = [np.ascontiguousarray(cv2.resize(hosts[i % len(hosts)], (w, h), interpolation=cv2.INTER_AREA))
-                   for i, (h, w) in enumerate(ODD_SHAPES)]
+            decode_diffs.append(
+                float(np.abs(host.astype(int) - opencv_rgb).max()) if host.shape == opencv_rgb.shape else None
+            )
+        resized = [
+            np.ascontiguousarray(cv2.resize(hosts[i % len(hosts)], (w, h), interpolation=cv2.INTER_AREA))
+            for i, (h, w) in enumerate(ODD_SHAPES)
+        ]
         inputs = [*decoded, *[cp.asarray(r) for r in resized]]
         batch, _ = gpu.letterbox(inputs, stream)
         stream.synchronize()
@@ -89,13 +110,24 @@ def letterbox_parity(photos: list[Path]) -> dict:
         expected = np.empty((3, IMGSZ, IMGSZ), np.uint8)
         letterbox_into(expected, np.ascontiguousarray(host[..., ::-1]))  # the CPU letterbox takes BGR
         diff = np.abs(ours[i].astype(int) - expected)
-        cases.append({"shape": list(host.shape[:2]), "max": int(diff.max()), "mean": float(diff.mean()),
-                      "over_1": int((diff > 1).sum())})
+        cases.append(
+            {
+                "shape": list(host.shape[:2]),
+                "max": int(diff.max()),
+                "mean": float(diff.mean()),
+                "over_1": int((diff > 1).sum()),
+            }
+        )
     valid = [d for d in decode_diffs if d is not None]
-    return {"cases": len(cases), "distinct_shapes": len({tuple(c["shape"]) for c in cases}),
-            "max_abs_diff": max(c["max"] for c in cases), "mean_abs_diff": float(np.mean([c["mean"] for c in cases])),
-            "pixels_over_1": sum(c["over_1"] for c in cases), "worst": sorted(cases, key=lambda c: -c["max"])[:5],
-            "decode_vs_opencv": {"images": len(valid), "max_abs_diff": max(valid), "mean_of_max": float(np.mean(valid))}}
+    return {
+        "cases": len(cases),
+        "distinct_shapes": len({tuple(c["shape"]) for c in cases}),
+        "max_abs_diff": max(c["max"] for c in cases),
+        "mean_abs_diff": float(np.mean([c["mean"] for c in cases])),
+        "pixels_over_1": sum(c["over_1"] for c in cases),
+        "worst": sorted(cases, key=lambda c: -c["max"])[:5],
+        "decode_vs_opencv": {"images": len(valid), "max_abs_diff": max(valid), "mean_of_max": float(np.mean(valid))},
+    }
 
 
 def _jpegs(photos: list[Path], size: tuple[int, int], count: int) -> list[bytes]:
@@ -123,24 +155,33 @@ def throughput(photos: list[Path]) -> dict:
     cv2.setNumThreads(1)  # one image per core
     for label, size in (("640x480", (640, 480)), ("1920x1080", (1920, 1080))):
         jpegs = _jpegs(photos, size, 64)
-        for mode, backends in (("nvImageCodec hardware", ("HW_GPU_ONLY",)), ("nvImageCodec CUDA", ("GPU_ONLY",)),
-                               ("nvImageCodec hybrid", ("HYBRID_CPU_GPU",)), ("OpenCV CPU", None)):
+        for mode, backends in (
+            ("nvImageCodec hardware", ("HW_GPU_ONLY",)),
+            ("nvImageCodec CUDA", ("GPU_ONLY",)),
+            ("nvImageCodec hybrid", ("HYBRID_CPU_GPU",)),
+            ("OpenCV CPU", None),
+        ):
             row = {}
             try:
                 gpu = GpuPreprocessor(IMGSZ, backends=backends) if backends else None
                 for batch in (1, 8, 32, 64):
                     data = jpegs[:batch]
                     if gpu:
+
                         def run():
                             with stream:
                                 images = gpu.decode(data, stream)
-                                assert not any(isinstance(im, (cp.ndarray, Exception)) for im in images), "fell back to OpenCV"
+                                assert not any(isinstance(im, (cp.ndarray, Exception)) for im in images), (
+                                    "fell back to OpenCV"
+                                )
                                 gpu.letterbox(images, stream)
                                 stream.synchronize()
                     else:
+
                         def run():
-                            chunks = [data[i::os.cpu_count()] for i in range(os.cpu_count())]
+                            chunks = [data[i :: os.cpu_count()] for i in range(os.cpu_count())]
                             list(pool.map(lambda c: cpu.letterbox(cpu.decode(c)) if c else None, chunks))
+
                     row[str(batch)] = round(_rate(run, batch), 1)
             except Exception as e:  # e.g. a backend this GPU does not have
                 row["error"] = f"{type(e).__name__}: {e}"[:300]
@@ -151,12 +192,21 @@ def throughput(photos: list[Path]) -> dict:
 def _infer_binary(url: str, model: str, inputs: list[tuple[str, str, list[int], bytes]], outputs: list[str]) -> dict:
     """One request over Triton's HTTP API with the binary tensor extension (no tritonclient here):
     inputs as (name, datatype, shape, raw bytes)."""
-    header = json.dumps({"inputs": [{"name": n, "shape": shape, "datatype": t, "parameters": {"binary_data_size": len(raw)}}
-                                    for n, t, shape, raw in inputs],
-                         "outputs": [{"name": n, "parameters": {"binary_data": True}} for n in outputs]}).encode()
-    request = urllib.request.Request(f"http://{url}/v2/models/{model}/infer", data=header + b"".join(i[3] for i in inputs),
-                                     method="POST", headers={"Content-Type": "application/octet-stream",
-                                                             "Inference-Header-Content-Length": str(len(header))})
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": n, "shape": shape, "datatype": t, "parameters": {"binary_data_size": len(raw)}}
+                for n, t, shape, raw in inputs
+            ],
+            "outputs": [{"name": n, "parameters": {"binary_data": True}} for n in outputs],
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"http://{url}/v2/models/{model}/infer",
+        data=header + b"".join(i[3] for i in inputs),
+        method="POST",
+        headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))},
+    )
     with urllib.request.urlopen(request, timeout=120) as r:
         body = r.read()
         size = int(r.headers["Inference-Header-Content-Length"])
@@ -164,7 +214,7 @@ def _infer_binary(url: str, model: str, inputs: list[tuple[str, str, list[int], 
     for out in meta["outputs"]:
         n = out["parameters"]["binary_data_size"]
         dtype = {"INT32": np.int32, "FP32": np.float32}[out["datatype"]]
-        result[out["name"]] = np.frombuffer(body[offset:offset + n], dtype).reshape(out["shape"])
+        result[out["name"]] = np.frombuffer(body[offset : offset + n], dtype).reshape(out["shape"])
         offset += n
     return result
 
@@ -172,10 +222,16 @@ def _infer_binary(url: str, model: str, inputs: list[tuple[str, str, list[int], 
 def _infer(url: str, model: str, images: list[bytes]) -> dict:
     """The ensemble: encoded images in (BYTES: 4-byte length + bytes each), detections out."""
     payload = b"".join(struct.pack("<I", len(d)) + d for d in images)
-    return _infer_binary(url, model, [("image", "BYTES", [len(images), 1], payload)], [s.name for s in detection_outputs(0)])
+    return _infer_binary(
+        url, model, [("image", "BYTES", [len(images), 1], payload)], [s.name for s in detection_outputs(0)]
+    )
 
 
-REPOSITORY = {"fp16": DATA / "model_repository_fp16", "fp32": DATA / "model_repository_fp32", "rect": DATA / "model_repository_rect"}
+REPOSITORY = {
+    "fp16": DATA / "model_repository_fp16",
+    "fp32": DATA / "model_repository_fp32",
+    "rect": DATA / "model_repository_rect",
+}
 
 
 @contextlib.contextmanager
@@ -185,11 +241,22 @@ def served(out_dir: Path, repository: Path | None = None):
     log = open(out_dir / "tritonserver.log", "a")
     env = dict(os.environ, PATH=f"/opt/stubenv/bin:{os.environ['PATH']}")
     started = time.time()
-    server = subprocess.Popen([os.environ["TRITONSERVER"], f"--model-repository={repository}",
-                               f"--backend-directory={os.environ['TRITON_BACKENDS']}", *gpu_server_args(),
-                               *(f"--backend-config={c}" for c in PYTHON_BACKEND_CONFIG),
-                               "--http-port=18000", "--grpc-port=18001", "--metrics-port=18002", "--model-control-mode=none"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            os.environ["TRITONSERVER"],
+            f"--model-repository={repository}",
+            f"--backend-directory={os.environ['TRITON_BACKENDS']}",
+            *gpu_server_args(),
+            *(f"--backend-config={c}" for c in PYTHON_BACKEND_CONFIG),
+            "--http-port=18000",
+            "--grpc-port=18001",
+            "--metrics-port=18002",
+            "--model-control-mode=none",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = "127.0.0.1:18000"
     try:
         deadline = time.time() + 240
@@ -199,7 +266,7 @@ def served(out_dir: Path, repository: Path | None = None):
                 break
             except (urllib.error.URLError, ConnectionError):
                 if server.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"tritonserver not ready (exit {server.poll()})")
+                    raise RuntimeError(f"tritonserver not ready (exit {server.poll()})") from None
                 time.sleep(1)
         print(f"server ready in {time.time() - started:.0f} s ({repository.name})", flush=True)
         yield url
@@ -208,7 +275,11 @@ def served(out_dir: Path, repository: Path | None = None):
         server.wait(60)
         log.close()
         lines = (out_dir / "tritonserver.log").read_text(errors="replace").splitlines()  # fuzz bytes in messages
-        print("\n".join(line for line in lines if "preprocess:" in line or "ONNX Runtime" in line or "rror" in line)[-3000:])
+        print(
+            "\n".join(line for line in lines if "preprocess:" in line or "ONNX Runtime" in line or "rror" in line)[
+                -3000:
+            ]
+        )
 
 
 def ensemble(photos: list[Path], out_dir: Path) -> dict:
@@ -223,19 +294,29 @@ def ensemble_accuracy(photos: list[Path], out_dir: Path, repository: Path) -> di
         counts = MatchCounts()
         start = time.perf_counter()
         for i in range(0, len(photos), 8):
-            chunk = photos[i:i + 8]
+            chunk = photos[i : i + 8]
             result = _infer(url, model, [p.read_bytes() for p in chunk])
             for row, path in enumerate(chunk):
                 ref = reference["detections"][path.name]
-                expected = Detections(np.array(ref["boxes"], np.float32).reshape(-1, 4), np.array(ref["scores"]), np.array(ref["classes"]))
-                counts.add(path.name, expected, Detections.from_outputs(*(result[s.name][row] for s in VARIANTS[model].outputs)))
+                expected = Detections(
+                    np.array(ref["boxes"], np.float32).reshape(-1, 4), np.array(ref["scores"]), np.array(ref["classes"])
+                )
+                counts.add(
+                    path.name,
+                    expected,
+                    Detections.from_outputs(*(result[s.name][row] for s in VARIANTS[model].outputs)),
+                )
         seconds = time.perf_counter() - start
         alone = MatchCounts()  # each photo alone (batch 1): the same detections as in batches of 8?
         for path in photos[:16]:
             ref = reference["detections"][path.name]
-            expected = Detections(np.array(ref["boxes"], np.float32).reshape(-1, 4), np.array(ref["scores"]), np.array(ref["classes"]))
+            expected = Detections(
+                np.array(ref["boxes"], np.float32).reshape(-1, 4), np.array(ref["scores"]), np.array(ref["classes"])
+            )
             result = _infer(url, model, [path.read_bytes()])
-            alone.add(path.name, expected, Detections.from_outputs(*(result[s.name][0] for s in VARIANTS[model].outputs)))
+            alone.add(
+                path.name, expected, Detections.from_outputs(*(result[s.name][0] for s in VARIANTS[model].outputs))
+            )
         bad = {}
         for kind, data in (("empty", b""), ("random", os.urandom(5000)), ("truncated", photos[0].read_bytes()[:300])):
             try:
@@ -243,17 +324,30 @@ def ensemble_accuracy(photos: list[Path], out_dir: Path, repository: Path) -> di
                 bad[kind] = "answered?"
             except urllib.error.HTTPError as e:
                 bad[kind] = f"{e.code}: {json.loads(e.read()).get('error', '')[:160]}"
-        return {"model": model, "images": len(photos), "match": str(counts), "reference": counts.reference,
-                "matched": counts.matched, "extra": counts.ours - counts.matched, "matched_fraction": counts.matched_fraction,
-                "extra_fraction": counts.extra_fraction, "misses": counts.misses[:10], "seconds": round(seconds, 2),
-                "first_16_alone": str(alone), "bad_inputs": bad,
-                "still_ready": urllib.request.urlopen(f"http://{url}/v2/health/ready").status == 200}
+        return {
+            "model": model,
+            "images": len(photos),
+            "match": str(counts),
+            "reference": counts.reference,
+            "matched": counts.matched,
+            "extra": counts.ours - counts.matched,
+            "matched_fraction": counts.matched_fraction,
+            "extra_fraction": counts.extra_fraction,
+            "misses": counts.misses[:10],
+            "seconds": round(seconds, 2),
+            "first_16_alone": str(alone),
+            "bad_inputs": bad,
+            "still_ready": urllib.request.urlopen(f"http://{url}/v2/health/ready").status == 200,
+        }
 
 
 SCRATCH = Path("/tmp/yolo_triton_device")
 ENSEMBLE_LEVELS = tuple(int(c) for c in os.environ.get("ENSEMBLE_LEVELS", "1,2,4,8,16,32,64,128,256").split(","))
-# the stages alone: at these levels both (e.g. 1,2 for the low-load tail), else preprocess at 256, detector at 128 and 256
-STAGE_LEVELS = (tuple(int(c) for c in os.environ["STAGE_LEVELS"].split(",")),) if os.environ.get("STAGE_LEVELS") else None
+# the stages alone: at these levels both (e.g. 1,2 for the low-load tail), else preprocess at 256,
+# detector at 128 and 256
+STAGE_LEVELS = (
+    (tuple(int(c) for c in os.environ["STAGE_LEVELS"].split(",")),) if os.environ.get("STAGE_LEVELS") else None
+)
 
 
 def _inputs(photos: list[Path]) -> tuple[Path, Path]:
@@ -291,11 +385,19 @@ def bench(photos: list[Path], out_dir: Path) -> dict:
     jpegs, letterboxed = _inputs(photos)
     rows, commands = [], {}
     stage_levels = STAGE_LEVELS or ((256,), (128, 256))
-    stages = [("ensemble", model, jpegs, ["image:1"], (), ENSEMBLE_LEVELS),
-              ("stage: preprocess (GPU)", "preprocess", jpegs, ["image:1"], (), stage_levels[0]),
-              # CUDA shared memory: the detector's inputs reach it in GPU memory, as from preprocess
-              ("stage: detector (ONNX Runtime GPU, input in CUDA shared memory)", VARIANTS[model].detector, letterboxed, [],
-               ("--shared-memory=cuda",), stage_levels[-1])]
+    stages = [
+        ("ensemble", model, jpegs, ["image:1"], (), ENSEMBLE_LEVELS),
+        ("stage: preprocess (GPU)", "preprocess", jpegs, ["image:1"], (), stage_levels[0]),
+        # CUDA shared memory: the detector's inputs reach it in GPU memory, as from preprocess
+        (
+            "stage: detector (ONNX Runtime GPU, input in CUDA shared memory)",
+            VARIANTS[model].detector,
+            letterboxed,
+            [],
+            ("--shared-memory=cuda",),
+            stage_levels[-1],
+        ),
+    ]
     with served(out_dir) as url:
         for path, name, data, shapes, extra, levels in stages:
             for c in levels:
@@ -319,7 +421,11 @@ def _with_settings(source: Path, pre: int, det: int, nhwc: str) -> Path:
             text = re.sub(r"count: \d+", f"count: {pre}", text)
         elif "prefer_nhwc" in text:
             text = re.sub(r"count: \d+", f"count: {det}", text)
-            text = re.sub(r'key: "prefer_nhwc" value: { string_value: "\d" }', f'key: "prefer_nhwc" value: {{ string_value: "{nhwc}" }}', text)
+            text = re.sub(
+                r'key: "prefer_nhwc" value: { string_value: "\d" }',
+                f'key: "prefer_nhwc" value: {{ string_value: "{nhwc}" }}',
+                text,
+            )
         config.write_text(text)
     return repo
 
@@ -342,7 +448,10 @@ def tuning(photos: list[Path], out_dir: Path) -> dict:
         print({k: (v if not isinstance(v, dict) else v.get("images_per_s")) for k, v in row.items()}, flush=True)
     best = max(results, key=lambda r: max(r[c].get("images_per_s", 0) for c in ("128", "256")))
     _use_settings(best["preprocess_instances"], best["detector_instances"], best["prefer_nhwc"])
-    return {"rows": results, "chosen": {k: best[k] for k in ("preprocess_instances", "detector_instances", "prefer_nhwc")}}
+    return {
+        "rows": results,
+        "chosen": {k: best[k] for k in ("preprocess_instances", "detector_instances", "prefer_nhwc")},
+    }
 
 
 def _use_settings(pre: int, det: int, nhwc: str) -> None:
@@ -381,11 +490,16 @@ def kernel(photos: list[Path]) -> dict:
             def run():
                 session.run_with_iobinding(binding)
                 stream.synchronize()
+
             rates[f"{label} {batch}"] = round(_rate(run, batch), 1)
             print("kernel", label, batch, rates[f"{label} {batch}"], flush=True)
     faster = isinstance(rates.get("prefer_nhwc 128"), float) and rates["prefer_nhwc 128"] > 1.05 * rates["NCHW 128"]
     KERNEL_CHOICE["prefer_nhwc"] = "1" if faster else "0"
-    return {"images_per_s_by_batch": rates, "onnxruntime": ort.__version__, "prefer_nhwc_chosen": KERNEL_CHOICE["prefer_nhwc"]}
+    return {
+        "images_per_s_by_batch": rates,
+        "onnxruntime": ort.__version__,
+        "prefer_nhwc_chosen": KERNEL_CHOICE["prefer_nhwc"],
+    }
 
 
 def classical(photos: list[Path], out_dir: Path, levels=(1, 16, 64)) -> dict:
@@ -425,8 +539,11 @@ def classical(photos: list[Path], out_dir: Path, levels=(1, 16, 64)) -> dict:
             idx = torch.nonzero(best > v.conf).squeeze(1)
             keep = idx[torchvision.ops.batched_nms(boxes[idx], best[idx], cls[idx], v.iou)[: v.max_detections]]
             pad_x, pad_y, scale_x, scale_y, width, height = params[0]
-            mapped = (boxes[keep] - torch.tensor([pad_x, pad_y, pad_x, pad_y])) / torch.tensor([scale_x, scale_y, scale_x, scale_y])
+            mapped = (boxes[keep] - torch.tensor([pad_x, pad_y, pad_x, pad_y])) / torch.tensor(
+                [scale_x, scale_y, scale_x, scale_y]
+            )
             return torch.minimum(mapped.clamp(min=0), torch.tensor([width, height, width, height]))
+
         return work
 
     rows = []
@@ -436,7 +553,10 @@ def classical(photos: list[Path], out_dir: Path, levels=(1, 16, 64)) -> dict:
         agree = int(_infer(url, model, [jpegs[0]])["num_dets"][0, 0]) == len(check)
         before = triton_statistics(url)
         for c in levels:
-            for path, work in (("ensemble (client)", ensemble_client(grpc_url, model)), ("classical (client)", classical_work(grpc_url))):
+            for path, work in (
+                ("ensemble (client)", ensemble_client(grpc_url, model)),
+                ("classical (client)", classical_work(grpc_url)),
+            ):
                 rows.append({"path": path, "concurrency": c, **client_load(work, jpegs, c)})
                 print(rows[-1], flush=True)
         stats = statistics_between(before, triton_statistics(url))
@@ -447,9 +567,18 @@ def ultralytics(photos: list[Path], out_dir: Path) -> dict:
     """Ultralytics' predict loop, FP16, files from disk, in the image's PyTorch env (with the
     ultralytics wheel carried to /opt/ultra): batch 1 and 32, images/s."""
     env = dict(os.environ, PYTHONPATH="/opt/ultra", YOLO_OFFLINE="1", YOLO_CONFIG_DIR=str(SCRATCH / "ultralytics"))
-    run = subprocess.run(["/opt/torch/.venv/bin/python", str(ROOT / "tests" / "device" / "ultralytics_predict.py"),
-                          str(DATA / "weights" / VARIANTS[_model()].weights), str(DATA / "images")],
-                         env=env, capture_output=True, text=True, timeout=400)
+    run = subprocess.run(
+        [
+            "/opt/torch/.venv/bin/python",
+            str(ROOT / "tests" / "device" / "ultralytics_predict.py"),
+            str(DATA / "weights" / VARIANTS[_model()].weights),
+            str(DATA / "images"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     if run.returncode != 0:
         return {"error": (run.stdout + run.stderr)[-2000:]}
     return json.loads(run.stdout.strip().splitlines()[-1])
@@ -464,12 +593,27 @@ def soak_gpu(photos: list[Path], out_dir: Path) -> dict:
     requests = int(os.environ.get("SOAK_REQUESTS", "100000"))
     concurrency = int(os.environ.get("SOAK_CONCURRENCY", "64"))
     with served(out_dir) as url:
-        pid = int(subprocess.run(["pgrep", "-x", "tritonserver"], capture_output=True, text=True, check=True).stdout.split()[0])
-        report = soak(url.replace("18000", "18001"), model, [p.read_bytes() for p in photos], requests, concurrency, pid)
+        pid = int(
+            subprocess.run(["pgrep", "-x", "tritonserver"], capture_output=True, text=True, check=True).stdout.split()[
+                0
+            ]
+        )
+        report = soak(
+            url.replace("18000", "18001"), model, [p.read_bytes() for p in photos], requests, concurrency, pid
+        )
     print(report.summary(), flush=True)
-    return {"summary": report.summary(), "requests": requests, "concurrency": concurrency, "wrong": report.wrong[:50],
-            "differing": report.differing, "served": report.served, "refused": report.refused, "seconds": round(report.seconds, 1),
-            "growth_percent": report.growth_percent, "samples": report.samples}
+    return {
+        "summary": report.summary(),
+        "requests": requests,
+        "concurrency": concurrency,
+        "wrong": report.wrong[:50],
+        "differing": report.differing,
+        "served": report.served,
+        "refused": report.refused,
+        "seconds": round(report.seconds, 1),
+        "growth_percent": report.growth_percent,
+        "samples": report.samples,
+    }
 
 
 def rect(photos: list[Path], out_dir: Path) -> dict:
@@ -488,17 +632,25 @@ def rect(photos: list[Path], out_dir: Path) -> dict:
         counts = MatchCounts()  # each photo alone against Ultralytics' default (rect) predict
         for path in photos:
             ref = reference[path.name]
-            expected = Detections(np.array(ref["boxes"], np.float32).reshape(-1, 4), np.array(ref["scores"]), np.array(ref["classes"]))
+            expected = Detections(
+                np.array(ref["boxes"], np.float32).reshape(-1, 4), np.array(ref["scores"]), np.array(ref["classes"])
+            )
             result = _infer(url, "rect", [path.read_bytes()])
-            counts.add(path.name, expected, Detections.from_outputs(*(result[s.name][0] for s in VARIANTS[_model()].outputs)))
+            counts.add(
+                path.name, expected, Detections.from_outputs(*(result[s.name][0] for s in VARIANTS[_model()].outputs))
+            )
         print(counts, flush=True)
         grpc = url.replace("18000", "18001")
         started = time.time()
         compare(grpc, url, sets, [max(levels)], work)  # warm-up: the sessions of each batch size and shape
         warm_seconds = time.time() - started
         rows = compare(grpc, url, sets, levels, work)
-    return {"letterbox_parity": parity, "match_rect_vs_ultralytics_default_predict": str(counts),
-            "warm_up_seconds": round(warm_seconds, 1), "rows": rows}
+    return {
+        "letterbox_parity": parity,
+        "match_rect_vs_ultralytics_default_predict": str(counts),
+        "warm_up_seconds": round(warm_seconds, 1),
+        "rows": rows,
+    }
 
 
 def _rect_parity(photos: list[Path]) -> dict:
@@ -513,7 +665,11 @@ def _rect_parity(photos: list[Path]) -> dict:
             stream.synchronize()
             expected, expected_params = cpu.letterbox([np.ascontiguousarray(cp.asnumpy(cp.asarray(image))[..., ::-1])])
             ours = cp.asnumpy(batch)
-            assert ours.shape == expected.shape and np.array_equal(params, expected_params), (path.name, ours.shape, expected.shape)
+            assert ours.shape == expected.shape and np.array_equal(params, expected_params), (
+                path.name,
+                ours.shape,
+                expected.shape,
+            )
             worst = max(worst, int(np.abs(ours.astype(int) - expected).max()))
             shapes.add(ours.shape[2:])
             del image, batch  # decoded images go before their decoder (nvImageCodec crashes otherwise)
@@ -530,15 +686,16 @@ def _stub_pids() -> list[int]:
 
 
 def fuzz(photos: list[Path], out_dir: Path) -> dict:
-    from gpu_fuzz import decoder_fuzz, fuzz_seeds
     from fuzz_inputs import fuzz_input
+    from gpu_fuzz import decoder_fuzz, fuzz_seeds
 
     report = {"decoder": decoder_fuzz(out_dir, FUZZ_INPUTS, FUZZ_SEED)}
     print(json.dumps(report["decoder"], indent=1)[:3000], flush=True)
     model, spec = _model(), VARIANTS[_model()]
     rng, seeds = random.Random(f"served/{FUZZ_SEED}"), fuzz_seeds()
-    jobs = [fuzz_input(rng, seeds) for _ in range(FUZZ_INPUTS)] + [(f"good:{i % 16}", photos[i % 16].read_bytes())
-                                                                    for i in range(FUZZ_INPUTS // 3)]
+    jobs = [fuzz_input(rng, seeds) for _ in range(FUZZ_INPUTS)] + [
+        (f"good:{i % 16}", photos[i % 16].read_bytes()) for i in range(FUZZ_INPUTS // 3)
+    ]
     rng.shuffle(jobs)
 
     def send(job):
@@ -560,11 +717,20 @@ def fuzz(photos: list[Path], out_dir: Path) -> dict:
                     counts = MatchCounts()
                     own = alone[int(kind[5:])]
                     if outcome == "answered":
-                        counts.add(kind, *(Detections.from_outputs(*(r[s.name][0] for s in spec.outputs)) for r in (own, answer)))
+                        counts.add(
+                            kind,
+                            *(Detections.from_outputs(*(r[s.name][0] for s in spec.outputs)) for r in (own, answer)),
+                        )
                     fine = outcome == "answered" and counts.matched == counts.reference == counts.ours
                     tally["good photos answered with their own detections" if fine else "good photos harmed"] += 1
                     if not fine:
-                        failures.append({"kind": kind, "outcome": outcome, "answer": str(counts) if outcome == "answered" else answer})
+                        failures.append(
+                            {
+                                "kind": kind,
+                                "outcome": outcome,
+                                "answer": str(counts) if outcome == "answered" else answer,
+                            }
+                        )
                 elif outcome == "answered":
                     n = int(answer["num_dets"][0][0])
                     fine = 0 <= n <= spec.max_detections and np.isfinite(answer["det_boxes"]).all()
@@ -573,16 +739,31 @@ def fuzz(photos: list[Path], out_dir: Path) -> dict:
                     tally["fuzz inputs refused with a message"] += 1
                 else:
                     tally["fuzz inputs failed otherwise"] += 1
-                    failures.append({"kind": kind, "outcome": outcome, "answer": answer[:300],
-                                     "data": base64.b64encode(data[:20000]).decode()})
+                    failures.append(
+                        {
+                            "kind": kind,
+                            "outcome": outcome,
+                            "answer": answer[:300],
+                            "data": base64.b64encode(data[:20000]).decode(),
+                        }
+                    )
         seconds = time.time() - started
         after = _stub_pids()
         ready = urllib.request.urlopen(f"http://{url}/v2/health/ready").status == 200
         last = _infer(url, model, [photos[0].read_bytes()])
-    report["served"] = {"fuzz_inputs": FUZZ_INPUTS, "good_photos": FUZZ_INPUTS // 3, "seed": FUZZ_SEED, "concurrency": 32,
-                        "seconds": round(seconds, 1), "outcomes": dict(tally), "failures": failures[:20],
-                        "stubs_same_processes": stubs == after, "stubs": [stubs, after], "ready_after": ready,
-                        "photo_after_has_detections": int(last["num_dets"][0][0]) > 0}
+    report["served"] = {
+        "fuzz_inputs": FUZZ_INPUTS,
+        "good_photos": FUZZ_INPUTS // 3,
+        "seed": FUZZ_SEED,
+        "concurrency": 32,
+        "seconds": round(seconds, 1),
+        "outcomes": dict(tally),
+        "failures": failures[:20],
+        "stubs_same_processes": stubs == after,
+        "stubs": [stubs, after],
+        "ready_after": ready,
+        "photo_after_has_detections": int(last["num_dets"][0][0]) > 0,
+    }
     return report
 
 
@@ -590,17 +771,34 @@ def main():
     out_dir = Path(sys.argv[1])
     out_dir.mkdir(parents=True, exist_ok=True)
     photos = sorted((DATA / "images").glob("*.jpg"))
-    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+    gpu = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True
+    ).stdout.strip()
     from nvidia import nvimgcodec
 
-    report = {"date": time.strftime("%Y-%m-%d"), "gpu": gpu, "cpu_cores": os.cpu_count(), "python": platform.python_version(),
-              "cupy": cp.__version__, "nvimgcodec": nvimgcodec.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
-    steps = {"letterbox_parity": lambda: letterbox_parity(photos), "throughput": lambda: throughput(photos),
-             "ensemble": lambda: ensemble(photos, out_dir), "bench": lambda: bench(photos, out_dir),
-             "tuning": lambda: tuning(photos, out_dir), "kernel": lambda: kernel(photos),
-             "classical": lambda: classical(photos, out_dir), "ultralytics": lambda: ultralytics(photos, out_dir),
-             "soak": lambda: soak_gpu(photos, out_dir), "fuzz": lambda: fuzz(photos, out_dir),
-             "rect": lambda: rect(photos, out_dir)}
+    report = {
+        "date": time.strftime("%Y-%m-%d"),
+        "gpu": gpu,
+        "cpu_cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "cupy": cp.__version__,
+        "nvimgcodec": nvimgcodec.__version__,
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+    }
+    steps = {
+        "letterbox_parity": lambda: letterbox_parity(photos),
+        "throughput": lambda: throughput(photos),
+        "ensemble": lambda: ensemble(photos, out_dir),
+        "bench": lambda: bench(photos, out_dir),
+        "tuning": lambda: tuning(photos, out_dir),
+        "kernel": lambda: kernel(photos),
+        "classical": lambda: classical(photos, out_dir),
+        "ultralytics": lambda: ultralytics(photos, out_dir),
+        "soak": lambda: soak_gpu(photos, out_dir),
+        "fuzz": lambda: fuzz(photos, out_dir),
+        "rect": lambda: rect(photos, out_dir),
+    }
     chosen = sys.argv[2].split(",") if len(sys.argv) > 2 else ["ensemble", "bench"]
     if os.environ.get("SETTINGS"):
         pre, det, nhwc = os.environ["SETTINGS"].split(",")

@@ -97,7 +97,9 @@ def worker(out_dir: Path, seed: int, first: int, stop: int, one_by_one: bool) ->
             try:
                 images, decoded, pixels, params = run(group)
             except Exception as e:  # one input must not fail a whole batch
-                failures.append({"batch": index, "row": at if one_by_one else None, "error": f"{type(e).__name__}: {e}"[:300]})
+                failures.append(
+                    {"batch": index, "row": at if one_by_one else None, "error": f"{type(e).__name__}: {e}"[:300]}
+                )
                 continue
             row_of = {i: j for j, i in enumerate(decoded)}
             without_fuzz = None  # the batch's photos decoded without its fuzz inputs, made when needed
@@ -113,16 +115,32 @@ def worker(out_dir: Path, seed: int, first: int, stop: int, one_by_one: bool) ->
                     if ours is not None and np.array_equal(ours, without_fuzz[kind]):
                         tally["good photos as decoded in the batch without its fuzz inputs"] += 1
                         continue
-                    backend = next((k for k, px in by_backend.get(int(kind[5:]), []) if ours is not None and np.array_equal(ours, px)), None)
+                    backend = next(
+                        (
+                            k
+                            for k, px in by_backend.get(int(kind[5:]), [])
+                            if ours is not None and np.array_equal(ours, px)
+                        ),
+                        None,
+                    )
                     if backend:
                         tally[f"good photos as {backend} decodes them alone"] += 1
                         continue
                     tally["good photos harmed"] += 1
                     diff = np.abs(ours.astype(int) - without_fuzz[kind]) if ours is not None else None
-                    failures.append({"batch": index, "row": i, "error": "good photo harmed", "kind": kind,
-                                     "max_diff": None if diff is None else int(diff.max()),
-                                     "mean_diff": None if diff is None else float(diff.mean()),
-                                     "vs_alone_max_diff": None if ours is None else int(np.abs(ours.astype(int) - alone[int(kind[5:])]).max())})
+                    failures.append(
+                        {
+                            "batch": index,
+                            "row": i,
+                            "error": "good photo harmed",
+                            "kind": kind,
+                            "max_diff": None if diff is None else int(diff.max()),
+                            "mean_diff": None if diff is None else float(diff.mean()),
+                            "vs_alone_max_diff": None
+                            if ours is None
+                            else int(np.abs(ours.astype(int) - alone[int(kind[5:])]).max()),
+                        }
+                    )
                     continue
                 tally["fuzz inputs"] += 1
                 by_kind[kind] += 1
@@ -138,8 +156,15 @@ def worker(out_dir: Path, seed: int, first: int, stop: int, one_by_one: bool) ->
                 expected_params = letterbox_into(expected, np.ascontiguousarray(rgb[..., ::-1]))
                 diff = int(np.abs(pixels[row_of[i]].astype(int) - expected).max())
                 if diff > 1 or not np.array_equal(params[row_of[i]], expected_params):
-                    failures.append({"batch": index, "row": i, "error": f"letterbox differs by {diff}", "kind": kind,
-                                     "data": base64.b64encode(data[:20000]).decode()})
+                    failures.append(
+                        {
+                            "batch": index,
+                            "row": i,
+                            "error": f"letterbox differs by {diff}",
+                            "kind": kind,
+                            "data": base64.b64encode(data[:20000]).decode(),
+                        }
+                    )
                 if on_gpu:
                     try:
                         decode(data)
@@ -154,7 +179,9 @@ def _run_worker(out_dir: Path, seed: int, first: int, stop: int, one_by_one: boo
     """('done' | 'crash' | 'hang', 'batch row' reached, the tallies of the batches completed)."""
     for stale in (out_dir / "progress", out_dir / f"worker_{first}.json"):
         stale.unlink(missing_ok=True)
-    process = subprocess.Popen([sys.executable, __file__, str(out_dir), str(seed), str(first), str(stop), str(int(one_by_one))])
+    process = subprocess.Popen(
+        [sys.executable, __file__, str(out_dir), str(seed), str(first), str(stop), str(int(one_by_one))]
+    )
     last, since = None, time.time()
     while process.poll() is None:
         time.sleep(0.5)
@@ -189,9 +216,15 @@ def decoder_fuzz(out_dir: Path, inputs: int, seed: int) -> dict:
             index = int(reached.split()[0])
             replay, where, alone = _run_worker(out_dir, seed, index, index + 1, one_by_one=True)
             culprit = batch_rows(seed, index, seeds)[int(where.split()[1])] if replay != "done" else None
-            incidents.append({"batch": index, "batched": f"{outcome} at {reached}", "alone": f"{replay} at {where}",
-                              "culprit_kind": culprit and culprit[0],
-                              "culprit": culprit and base64.b64encode(culprit[1]).decode()})
+            incidents.append(
+                {
+                    "batch": index,
+                    "batched": f"{outcome} at {reached}",
+                    "alone": f"{replay} at {where}",
+                    "culprit_kind": culprit and culprit[0],
+                    "culprit": culprit and base64.b64encode(culprit[1]).decode(),
+                }
+            )
             results.append(alone)
             first = index + 1
         for done in results:
@@ -199,10 +232,18 @@ def decoder_fuzz(out_dir: Path, inputs: int, seed: int) -> dict:
             by_kind.update(done.get("by_kind", {}))
             messages.update(done.get("messages", {}))
             failures += done.get("failures", [])
-    return {"inputs": tally["fuzz inputs"], "seed": seed, "batch": f"{BATCH - GOOD_PER_BATCH} fuzz + {GOOD_PER_BATCH} good photos",
-            "seconds": round(time.time() - started, 1), "outcomes": dict(tally), "by_kind": dict(by_kind),
-            "refusals": dict(messages.most_common(12)), "failures": failures[:20], "failure_count": len(failures),
-            "incidents": incidents}
+    return {
+        "inputs": tally["fuzz inputs"],
+        "seed": seed,
+        "batch": f"{BATCH - GOOD_PER_BATCH} fuzz + {GOOD_PER_BATCH} good photos",
+        "seconds": round(time.time() - started, 1),
+        "outcomes": dict(tally),
+        "by_kind": dict(by_kind),
+        "refusals": dict(messages.most_common(12)),
+        "failures": failures[:20],
+        "failure_count": len(failures),
+        "incidents": incidents,
+    }
 
 
 if __name__ == "__main__":

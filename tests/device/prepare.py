@@ -18,10 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import COCO_IMAGES, ultralytics_assets, weights_of  # noqa: E402
+
 from benchmarks.bench import add_bare_network  # noqa: E402
 from benchmarks.rect import models_file  # noqa: E402
-from yolo_triton.models_file import load_models_file  # noqa: E402
 from yolo_triton.contract import VARIANTS  # noqa: E402
+from yolo_triton.models_file import load_models_file  # noqa: E402
 from yolo_triton.repository import write_repository  # noqa: E402
 
 OUT = ROOT / "build" / "device"
@@ -36,7 +37,11 @@ def main():
     shutil.rmtree(OUT, ignore_errors=True)
     images = OUT / "images"
     images.mkdir(parents=True)
-    for path in [*sorted(COCO_IMAGES.glob("*.jpg")), ultralytics_assets() / "bus.jpg", ultralytics_assets() / "zidane.jpg"]:
+    for path in [
+        *sorted(COCO_IMAGES.glob("*.jpg")),
+        ultralytics_assets() / "bus.jpg",
+        ultralytics_assets() / "zidane.jpg",
+    ]:
         shutil.copy(path, images / path.name)
     (OUT / "weights").mkdir()
     shutil.copy(weights_of(MODEL), OUT / "weights" / v.weights)
@@ -45,13 +50,22 @@ def main():
     reference, rect_reference = {}, {}
     for path in sorted(images.iterdir()):
         for rect, found in ((False, reference), (True, rect_reference)):  # rect: Ultralytics' default predict
-            r = model.predict(str(path), conf=v.conf, iou=v.iou, imgsz=v.imgsz, max_det=v.max_detections, rect=rect, verbose=False)[0]
-            found[path.name] = {"boxes": r.boxes.xyxy.tolist(), "scores": r.boxes.conf.tolist(), "classes": r.boxes.cls.int().tolist()}
-    (OUT / "reference.json").write_text(json.dumps({"model": MODEL, "weights": v.weights, "detections": reference,
-                                                    "rect_detections": rect_reference}))
+            r = model.predict(
+                str(path), conf=v.conf, iou=v.iou, imgsz=v.imgsz, max_det=v.max_detections, rect=rect, verbose=False
+            )[0]
+            found[path.name] = {
+                "boxes": r.boxes.xyxy.tolist(),
+                "scores": r.boxes.conf.tolist(),
+                "classes": r.boxes.cls.int().tolist(),
+            }
+    (OUT / "reference.json").write_text(
+        json.dumps({"model": MODEL, "weights": v.weights, "detections": reference, "rect_detections": rect_reference})
+    )
 
     for precision in ("fp16", "fp32"):
-        repository = write_repository(OUT / f"model_repository_{precision}", {MODEL: str(weights_of(MODEL))}, "onnxruntime-gpu", precision)
+        repository = write_repository(
+            OUT / f"model_repository_{precision}", {MODEL: str(weights_of(MODEL))}, "onnxruntime-gpu", precision
+        )
         for stamp in repository.rglob("*.key"):
             stamp.unlink()
         if precision == "fp16":

@@ -29,24 +29,37 @@ def main():
     match, soak = run["ensemble"]["fp16"], run["soak"]
     slower_stage = min(preprocess["images_per_s"], detector["images_per_s"])
     summary = {
-        "date": run["date"], "gpu": run["gpu"].split(",")[0], "precision": "fp16",
-        "ensemble_img_s": ensemble["images_per_s"], "ensemble_concurrency": ensemble["concurrency"],
+        "date": run["date"],
+        "gpu": run["gpu"].split(",")[0],
+        "precision": "fp16",
+        "ensemble_img_s": ensemble["images_per_s"],
+        "ensemble_concurrency": ensemble["concurrency"],
         "ensemble_p50_ms_c1": c1["p50_ms"],
         "preprocess_alone_img_s": preprocess["images_per_s"],
         "detector_alone_img_s": detector["images_per_s"],
         "detector_alone_how": "perf_analyzer --shared-memory=cuda: each request's images and letterbox in CUDA shared "
-                              "memory, so the detector receives GPU tensors as it does from preprocess",
-        "ultralytics_img_s": ultralytics, "ultralytics": run["ultralytics"],
-        "classical_img_s": classical["images_per_s"], "ensemble_same_load_generator_img_s": ensemble_same_client["images_per_s"],
+        "memory, so the detector receives GPU tensors as it does from preprocess",
+        "ultralytics_img_s": ultralytics,
+        "ultralytics": run["ultralytics"],
+        "classical_img_s": classical["images_per_s"],
+        "ensemble_same_load_generator_img_s": ensemble_same_client["images_per_s"],
         "match": {"reference": match["reference"], "matched": match["matched"], "extra": match["extra"]},
-        "soak": {"requests": soak["requests"], "wrong": len(soak["wrong"]), "gpu_memory_growth_pct": round(soak["growth_percent"]["gpu"], 2),
-                 "server_rss_growth_pct": round(soak["growth_percent"]["server_rss"], 2),
-                 "stubs_rss_growth_pct": round(soak["growth_percent"]["stubs_rss"], 2)},
+        "soak": {
+            "requests": soak["requests"],
+            "wrong": len(soak["wrong"]),
+            "gpu_memory_growth_pct": round(soak["growth_percent"]["gpu"], 2),
+            "server_rss_growth_pct": round(soak["growth_percent"]["server_rss"], 2),
+            "stubs_rss_growth_pct": round(soak["growth_percent"]["stubs_rss"], 2),
+        },
         "settings": {"preprocess_instances": 4, "detector_instances": 1, "prefer_nhwc": 0, "max_queue_delay_us": 0},
-        "ratios": {"ensemble_over_ultralytics": round(ensemble["images_per_s"] / ultralytics, 2),
-                   "ensemble_over_slower_stage": round(ensemble["images_per_s"] / slower_stage, 3),
-                   "ensemble_over_classical": round(ensemble["images_per_s"] / classical["images_per_s"], 2),
-                   "ensemble_over_classical_same_load_generator": round(ensemble_same_client["images_per_s"] / classical["images_per_s"], 2)},
+        "ratios": {
+            "ensemble_over_ultralytics": round(ensemble["images_per_s"] / ultralytics, 2),
+            "ensemble_over_slower_stage": round(ensemble["images_per_s"] / slower_stage, 3),
+            "ensemble_over_classical": round(ensemble["images_per_s"] / classical["images_per_s"], 2),
+            "ensemble_over_classical_same_load_generator": round(
+                ensemble_same_client["images_per_s"] / classical["images_per_s"], 2
+            ),
+        },
         "commands": run["bench"]["commands"],
     }
     if len(sys.argv) > 2:

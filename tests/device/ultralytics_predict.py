@@ -22,10 +22,14 @@ def main():
     paths = [str(p) for p in sorted(folder.glob("*.jpg"))]
     model = YOLO(weights)
     kwargs = dict(conf=CONF, iou=IOU, max_det=MAX_DET, imgsz=IMGSZ, half=True, device=0, rect=False, verbose=False)
-    result = {"torch": torch.__version__, "ultralytics": ultralytics.__version__, "gpu": torch.cuda.get_device_name(0),
-              "images": len(paths)}
+    result = {
+        "torch": torch.__version__,
+        "ultralytics": ultralytics.__version__,
+        "gpu": torch.cuda.get_device_name(0),
+        "images": len(paths),
+    }
     for batch in (1, 32):
-        chunks = [paths[i:i + batch] for i in range(0, len(paths), batch)]
+        chunks = [paths[i : i + batch] for i in range(0, len(paths), batch)]
         for chunk in chunks:  # warm-up pass
             model.predict(chunk, batch=batch, **kwargs)
         torch.cuda.synchronize()

@@ -1,6 +1,7 @@
 """yolo_triton/export/build_engine.py and the TensorRT repository, against a stand-in of TensorRT's Python API.
 
-TensorRT cannot be installed on these machines (its wheels download from NVIDIA's own index), so FakeTensorRT below records
+TensorRT cannot be installed on these machines (its wheels download from NVIDIA's own index), so
+FakeTensorRT below records
 what the build asks of it. What it proves: the plugins are registered before parsing, a strongly
 typed network with no precision flags (the graph's own types decide: FP16 network, FP32 NMS and
 box mapping, checked on the graph itself), one profile per input (1 / largest preferred / max batch), the
@@ -8,17 +9,16 @@ timing cache read and written, and the plan written exactly as TensorRT serialis
 The real build runs in the NGC TensorRT container (docker-compose.yml, service `engine`)."""
 
 import sys
-from pathlib import Path
 import types
+from pathlib import Path
 
 import onnx
 import pytest
+from conftest import weights_of
 
 from yolo_triton import repository
 from yolo_triton.contract import VARIANTS
 from yolo_triton.export.build_engine import build_engine, optimisation_profile
-
-from conftest import weights_of
 
 PLAN = b"\x00raw serialized engine\xff"
 
@@ -131,8 +131,12 @@ def trt(monkeypatch):
 def efficient_graph(tmp_path_factory):
     from yolo_triton.export.create_onnx import create_onnx
 
-    return create_onnx(weights_of("yolov11_nano"), VARIANTS["yolov11_nano"], "efficient_nms",
-                       tmp_path_factory.mktemp("onnx") / "model.onnx")
+    return create_onnx(
+        weights_of("yolov11_nano"),
+        VARIANTS["yolov11_nano"],
+        "efficient_nms",
+        tmp_path_factory.mktemp("onnx") / "model.onnx",
+    )
 
 
 def test_profile_spans_one_to_max_batch():
@@ -162,12 +166,16 @@ def test_rect_profile_spans_every_stride_multiple_up_to_imgsz(tmp_path):
 
 
 def test_build_writes_the_raw_plan(trt, efficient_graph, tmp_path):
-    plan = build_engine(efficient_graph, tmp_path / "model.plan", VARIANTS["yolov11_nano"], timing_cache=tmp_path / "cache")
+    plan = build_engine(
+        efficient_graph, tmp_path / "model.plan", VARIANTS["yolov11_nano"], timing_cache=tmp_path / "cache"
+    )
     assert plan.read_bytes() == PLAN  # exactly TensorRT's bytes: no Ultralytics metadata header
     assert [c[0] for c in trt.calls] == ["plugins", "parse", "timing cache in", "build"]
     (config,) = trt.configs
     assert trt.network.flags == 1 << FakeTensorRT.NetworkDefinitionCreationFlag.STRONGLY_TYPED
-    assert config.flags == set()  # the graph's types decide; TensorRT refuses precision flags on a strongly typed network
+    assert (
+        config.flags == set()
+    )  # the graph's types decide; TensorRT refuses precision flags on a strongly typed network
     assert config.profiles[0].shapes == optimisation_profile(VARIANTS["yolov11_nano"])
     assert (tmp_path / "cache").read_bytes() == b"+tuned"
     build_engine(efficient_graph, tmp_path / "again.plan", VARIANTS["yolov11_nano"], timing_cache=tmp_path / "cache")
@@ -188,7 +196,9 @@ def test_tensorrt_repository(trt, monkeypatch, tmp_path):
     out = repository.write_repository(tmp_path / "repo", weights, target="tensorrt")
     version = out / "yolov11_nano_detector" / "1"
     assert (version / "model.plan").read_bytes() == PLAN and not (version / "model.py").exists()
-    assert (out / "yolov11_nano_detector" / "config.pbtxt").read_text() == repository.detector_config(VARIANTS["yolov11_nano"], "tensorrt")
+    assert (out / "yolov11_nano_detector" / "config.pbtxt").read_text() == repository.detector_config(
+        VARIANTS["yolov11_nano"], "tensorrt"
+    )
     assert [n.op_type for n in onnx.load(version / "model.onnx").graph.node].count("EfficientNMS_TRT") == 1
     builds = lambda: sum(c[0] == "build" for c in trt.calls)
     repository.write_repository(out, weights, target="tensorrt")

@@ -7,8 +7,19 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from yolo_triton.contract import IMAGE_INPUT, PREPROCESS_MODEL, VARIANTS, detection_outputs
-from yolo_triton.repository import (CPU_PREPROCESS_INSTANCES, GPU_DETECTOR_INSTANCES, GPU_PREFER_NHWC, GPU_PREPROCESS_INSTANCES, GPU_QUEUE_DELAY_US, QUEUE_BATCHES,
-                                    TARGETS, choose_target, detector_config, ensemble_config, preprocess_config)
+from yolo_triton.repository import (
+    CPU_PREPROCESS_INSTANCES,
+    GPU_DETECTOR_INSTANCES,
+    GPU_PREFER_NHWC,
+    GPU_PREPROCESS_INSTANCES,
+    GPU_QUEUE_DELAY_US,
+    QUEUE_BATCHES,
+    TARGETS,
+    choose_target,
+    detector_config,
+    ensemble_config,
+    preprocess_config,
+)
 
 DTYPE = model_config_pb2.DataType
 
@@ -29,12 +40,26 @@ def test_client_contract_values():
     """The contract every ensemble promises its clients (README documents this table)."""
     assert _spec([IMAGE_INPUT]) == [("image", "TYPE_STRING", [1])]
     assert _spec(detection_outputs(100)) == [
-        ("num_dets", "TYPE_INT32", [1]), ("det_boxes", "TYPE_FP32", [100, 4]),
-        ("det_scores", "TYPE_FP32", [100]), ("det_classes", "TYPE_INT32", [100])]
-    seeds = {"yolov11_nano": ("yolo11n.pt", 128), "yolov11_small": ("yolo11s.pt", 64), "yolov11_medium": ("yolo11m.pt", 32)}
+        ("num_dets", "TYPE_INT32", [1]),
+        ("det_boxes", "TYPE_FP32", [100, 4]),
+        ("det_scores", "TYPE_FP32", [100]),
+        ("det_classes", "TYPE_INT32", [100]),
+    ]
+    seeds = {
+        "yolov11_nano": ("yolo11n.pt", 128),
+        "yolov11_small": ("yolo11s.pt", 64),
+        "yolov11_medium": ("yolo11m.pt", 32),
+    }
     for name, (weights, max_batch) in seeds.items():
         v = VARIANTS[name]
-        assert (v.weights, v.max_batch_size, v.imgsz, v.max_detections, v.conf, v.iou) == (weights, max_batch, 640, 100, 0.25, 0.45)
+        assert (v.weights, v.max_batch_size, v.imgsz, v.max_detections, v.conf, v.iou) == (
+            weights,
+            max_batch,
+            640,
+            100,
+            0.25,
+            0.45,
+        )
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
@@ -57,9 +82,15 @@ def test_detector_config_is_the_contract(name, target):
     v = VARIANTS[name]
     config = _parse(detector_config(v, target))
     assert config.name == v.detector and config.max_batch_size == v.max_batch_size
-    runtime = {"tensorrt": ("tensorrt_plan", ""), "onnxruntime-backend": ("", "onnxruntime")}.get(target, ("", "python"))
+    runtime = {"tensorrt": ("tensorrt_plan", ""), "onnxruntime-backend": ("", "onnxruntime")}.get(
+        target, ("", "python")
+    )
     assert (config.platform, config.backend) == runtime
-    kind = model_config_pb2.ModelInstanceGroup.KIND_GPU if TARGETS[target].on_gpu else model_config_pb2.ModelInstanceGroup.KIND_CPU
+    kind = (
+        model_config_pb2.ModelInstanceGroup.KIND_GPU
+        if TARGETS[target].on_gpu
+        else model_config_pb2.ModelInstanceGroup.KIND_CPU
+    )
     assert [g.kind for g in config.instance_group] == [kind]
     assert _io(config.input) == _spec(v.detector_inputs)
     assert _io(config.output) == _spec(v.outputs)
@@ -83,7 +114,8 @@ def test_onnxruntime_backend_config(name):
     assert dict(accelerator.parameters) == {
         "precision_mode": "FP32",  # FP16 would let TensorRT run the class offset before NMS in FP16 (overflow)
         "trt_min_subgraph_size": "100",  # the network to TensorRT, the nodes after NMS to the CUDA provider
-        "trt_timing_cache_enable": "1", "trt_timing_cache_path": "/tmp",
+        "trt_timing_cache_enable": "1",
+        "trt_timing_cache_path": "/tmp",
     }
     # no explicit profile (refused once NMS splits the graph) and no engine cache (named by nodes, not weights)
     assert not any(k.startswith(("trt_profile_", "trt_engine_cache")) for k in accelerator.parameters)
@@ -92,8 +124,9 @@ def test_onnxruntime_backend_config(name):
     assert [w.batch_size for w in config.model_warmup] == sorted({1, v.max_batch_size})
     for warmup in config.model_warmup:
         assert warmup.count in (0, 1)
-        assert [(k, DTYPE.Name(i.data_type), list(i.dims), i.zero_data) for k, i in sorted(warmup.inputs.items())] == \
-            sorted((s.name, s.data_type, list(s.dims), True) for s in v.detector_inputs)
+        assert [
+            (k, DTYPE.Name(i.data_type), list(i.dims), i.zero_data) for k, i in sorted(warmup.inputs.items())
+        ] == sorted((s.name, s.data_type, list(s.dims), True) for s in v.detector_inputs)
 
 
 def test_rect_detector_config():
@@ -117,10 +150,14 @@ def test_preprocess_config_serves_every_variant():
     assert _io(config.input) == _spec([IMAGE_INPUT])
     assert _io(config.output) == _spec(variants[0].detector_inputs)
     assert config.parameters["imgsz"].string_value == "640" and config.parameters["device"].string_value == "cpu"
-    assert [(g.kind, g.count) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_CPU, CPU_PREPROCESS_INSTANCES)]
+    assert [(g.kind, g.count) for g in config.instance_group] == [
+        (model_config_pb2.ModelInstanceGroup.KIND_CPU, CPU_PREPROCESS_INSTANCES)
+    ]
     for target in (t for t in TARGETS.values() if t.on_gpu):  # every GPU target decodes on the GPU
         gpu = _parse(preprocess_config(variants, target.name))
-        assert [(g.kind, g.count) for g in gpu.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_GPU, GPU_PREPROCESS_INSTANCES)]
+        assert [(g.kind, g.count) for g in gpu.instance_group] == [
+            (model_config_pb2.ModelInstanceGroup.KIND_GPU, GPU_PREPROCESS_INSTANCES)
+        ]
         assert gpu.parameters["device"].string_value == "gpu"
         assert gpu.dynamic_batching.max_queue_delay_microseconds == GPU_QUEUE_DELAY_US
 
@@ -135,7 +172,9 @@ def test_onnxruntime_gpu_config(name):
     sizes = [int(b) for b in parameters["batch_sizes"].split(",")]
     assert sizes[0] == 1 and sizes[-1] == v.max_batch_size and sizes == sorted(set(sizes))
     assert all(b <= 2 * a for a, b in zip(sizes, sizes[1:]))  # at most half of a padded batch is padding
-    assert [(g.kind, g.count) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_GPU, GPU_DETECTOR_INSTANCES)]
+    assert [(g.kind, g.count) for g in config.instance_group] == [
+        (model_config_pb2.ModelInstanceGroup.KIND_GPU, GPU_DETECTOR_INSTANCES)
+    ]
 
 
 def test_target_choice(monkeypatch):
@@ -154,18 +193,27 @@ def test_target_choice(monkeypatch):
     assert choose_target("auto", {"YOLO_DEVICE": "cpu"}) == "onnxruntime-cpu"
 
 
-ONNX_TYPES = {"TYPE_UINT8": onnx.TensorProto.UINT8, "TYPE_FP32": onnx.TensorProto.FLOAT, "TYPE_INT32": onnx.TensorProto.INT32}
+ONNX_TYPES = {
+    "TYPE_UINT8": onnx.TensorProto.UINT8,
+    "TYPE_FP32": onnx.TensorProto.FLOAT,
+    "TYPE_INT32": onnx.TensorProto.INT32,
+}
 
 
 def _graph_io(values) -> list[tuple[str, int, list]]:
-    return [(x.name, x.type.tensor_type.elem_type, [d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim]) for x in values]
+    return [
+        (x.name, x.type.tensor_type.elem_type, [d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim])
+        for x in values
+    ]
 
 
 def test_served_detector_graphs_are_the_contract(model_repository, served_models):
     for detector_dir in sorted(model_repository.glob("*_detector")):
         v = served_models[detector_dir.name.removesuffix("_detector")]
         graph = onnx.load(detector_dir / "1" / "model.onnx").graph
-        free = lambda dims: [d if d > 0 else axis for d, axis in zip(dims, ("channels", "height", "width"))]  # rect: free sides
+        free = lambda dims: [
+            d if d > 0 else axis for d, axis in zip(dims, ("channels", "height", "width"))
+        ]  # rect: free sides
         expect = lambda specs: [(s.name, ONNX_TYPES[s.data_type], ["batch", *free(s.dims)]) for s in specs]
         assert _graph_io(graph.input) == expect(v.detector_inputs)
         assert _graph_io(graph.output) == expect(v.outputs)

@@ -7,11 +7,10 @@ from dataclasses import replace
 
 import onnx
 import pytest
+from conftest import WEIGHTS_DIR
 
 from yolo_triton.contract import VARIANTS
 from yolo_triton.export.create_onnx import PLUGIN_DOMAIN, build_detector_graph, export_network
-
-from conftest import WEIGHTS_DIR
 
 AGNOSTIC = replace(VARIANTS["yolov11_nano"], name="yolov11_nano_agnostic", class_agnostic=True)
 ALL = [*VARIANTS.values(), AGNOSTIC]
@@ -37,7 +36,9 @@ def _attributes(node) -> dict:
 
 def _value_infos(model) -> dict:
     inferred = onnx.shape_inference.infer_shapes(model)
-    return {v.name: v.type.tensor_type for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)}
+    return {
+        v.name: v.type.tensor_type for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
+    }
 
 
 def _shape(tensor_type) -> list:
@@ -59,9 +60,15 @@ def test_graph_structure(networks, v):
     (node,) = [n for n in trt.graph.node if n.op_type == "EfficientNMS_TRT"]
     assert node.domain == PLUGIN_DOMAIN
     assert _attributes(node) == {
-        "plugin_version": b"1", "background_class": -1, "box_coding": 0, "score_activation": 0,
-        "iou_threshold": pytest.approx(v.iou), "score_threshold": pytest.approx(v.conf),
-        "max_output_boxes": v.max_detections, "class_agnostic": int(v.class_agnostic)}
+        "plugin_version": b"1",
+        "background_class": -1,
+        "box_coding": 0,
+        "score_activation": 0,
+        "iou_threshold": pytest.approx(v.iou),
+        "score_threshold": pytest.approx(v.conf),
+        "max_output_boxes": v.max_detections,
+        "class_agnostic": int(v.class_agnostic),
+    }
     assert {o.domain: o.version for o in trt.opset_import} == {"": 17, PLUGIN_DOMAIN: 1}
     assert trt.ir_version == cpu.ir_version == 8
     infos = _value_infos(trt)  # the plugin's inputs are made by standard ops: shape inference sees them

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from yolo_triton.contract import VARIANTS, letterboxed_images, LETTERBOX_PARAMS
+from yolo_triton.contract import LETTERBOX_PARAMS, VARIANTS, letterboxed_images
 from yolo_triton.repository import ROOT, TARGETS
 from yolo_triton.tritonserver import PYTHON_BACKEND_CONFIG
 
@@ -28,12 +28,20 @@ def test_release_is_pinned_once():
         if name in (".env", "README.md") or not path.is_file() or path.suffix in (".png", ".jpg"):
             continue
         text = path.read_text(errors="ignore")
-        assert not re.search(r"(tritonserver|tensorrt):\d\d\.\d\d", text), f"{name} pins a release itself; use NGC_RELEASE"
+        assert not re.search(r"(tritonserver|tensorrt):\d\d\.\d\d", text), (
+            f"{name} pins a release itself; use NGC_RELEASE"
+        )
 
 
 def test_memory_pool_fits_the_largest_handoff():
-    handoff = max(v.max_batch_size * (letterboxed_images(v.imgsz).numpy_dtype.itemsize * 3 * v.imgsz ** 2
-                                      + LETTERBOX_PARAMS.numpy_dtype.itemsize * 6) for v in VARIANTS.values())
+    handoff = max(
+        v.max_batch_size
+        * (
+            letterboxed_images(v.imgsz).numpy_dtype.itemsize * 3 * v.imgsz**2
+            + LETTERBOX_PARAMS.numpy_dtype.itemsize * 6
+        )
+        for v in VARIANTS.values()
+    )
     assert int(ENV["CUDA_MEMORY_POOL_BYTES"]) >= 3 * handoff
 
 
@@ -58,14 +66,21 @@ def test_container_requirements_are_pinned_as_locally(requirements):
     pins = _pins(requirements)  # every line name==version
     for name, version in pins.items():
         if name in local or name.replace("-headless", "") in local:
-            assert version == local.get(name, local.get(name.replace("-headless", ""))), f"{name} differs from requirements.txt"
+            assert version == local.get(name, local.get(name.replace("-headless", ""))), (
+                f"{name} differs from requirements.txt"
+            )
 
 
 def _compose_config(**env) -> dict:
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed (.ci/run installs Debian's docker-compose)")
-    out = subprocess.run(["docker-compose", "--profile", "bench", "config"], cwd=ROOT, capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin", **env})
+    out = subprocess.run(
+        ["docker-compose", "--profile", "bench", "config"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
     assert out.returncode == 0, out.stderr
     return yaml.safe_load(out.stdout)
 
@@ -76,7 +91,9 @@ def compose():
 
 
 def _gpu(service):
-    return service["deploy"]["resources"]["reservations"]["devices"] == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    return service["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    ]
 
 
 def test_compose_engine_builds_plans_on_the_gpu(compose):
@@ -112,8 +129,12 @@ def test_compose_serves_a_models_file_in_the_weights_folder(tmp_path):
     """A models.yaml in YOLO_WEIGHTS_DIR (mounted at /weights) is YOLO_MODELS_FILE; .pt files
     alone serve the built-in variants of their names (YOLO_WEIGHTS_DIR)."""
     script = _engine_script(_compose_config()).replace("/weights", str(tmp_path))
-    dry = script.replace("exec python3 -m yolo_triton.repository", 'echo "file=$YOLO_MODELS_FILE dir=$YOLO_WEIGHTS_DIR"')
-    run = lambda: subprocess.run(["sh", "-c", dry], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}).stdout.split(" --target")[0]
+    dry = script.replace(
+        "exec python3 -m yolo_triton.repository", 'echo "file=$YOLO_MODELS_FILE dir=$YOLO_WEIGHTS_DIR"'
+    )
+    run = lambda: subprocess.run(
+        ["sh", "-c", dry], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}
+    ).stdout.split(" --target")[0]
     assert run() == "file= dir="
     (tmp_path / "best.pt").write_bytes(b"")
     assert run() == f"file= dir={tmp_path}"
@@ -128,7 +149,9 @@ def test_engine_image_has_what_the_repository_writer_imports():
     pins = _pins(ROOT / "docker" / "requirements-engine.txt")
     assert {"torch", "ultralytics", "onnx", "onnxslim", "onnx-graphsurgeon", "onnxruntime"} <= set(pins)
     assert "FROM nvcr.io/nvidia/tensorrt:" in (ROOT / "docker" / "engine.Dockerfile").read_text()
-    assert "FROM nvcr.io/nvidia/tritonserver:${NGC_RELEASE}-py3\n" in (ROOT / "docker" / "triton.Dockerfile").read_text()
+    assert (
+        "FROM nvcr.io/nvidia/tritonserver:${NGC_RELEASE}-py3\n" in (ROOT / "docker" / "triton.Dockerfile").read_text()
+    )
 
 
 def test_compose_triton_service(compose):

@@ -10,14 +10,19 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from fuzz_inputs import mutate, seed_images
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from yolo_triton.preprocessing import CpuPreprocessor, ImageError
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "500"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("FUZZ_RANDOM"),
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=not os.environ.get("FUZZ_RANDOM"),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 PREPROCESSOR = CpuPreprocessor(640)
 SEEDS = seed_images()
 

@@ -93,8 +93,10 @@ Tue Nov 25 09:15:47 2026
 |  No running processes found                                                             |
 +-----------------------------------------------------------------------------------------+
 """
-SMI_NO_DRIVER = ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
-                 "Make sure that the latest NVIDIA driver is installed and running.\n")
+SMI_NO_DRIVER = (
+    "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
+    "Make sure that the latest NVIDIA driver is installed and running.\n"
+)
 SMI_CUDA_11_8 = SMI_CUDA_12_4.replace("550.54.15", "520.61.05").replace("CUDA Version: 12.4", "CUDA Version: 11.8")
 SMI_CUDA_13_2 = SMI_CUDA_13_0.replace("580.159.04", "595.45.04").replace("CUDA Version: 13.0", "CUDA Version: 13.2")
 
@@ -102,19 +104,33 @@ CU12, CU13 = REQUIREMENTS[12], REQUIREMENTS[13]
 PYTHONS = ((3, 10), (3, 11), (3, 12), (3, 13))
 
 
-@pytest.mark.parametrize("output, version, python, expected", [
-    (SMI_CUDA_12_4, (12, 4), (3, 11), CU12),
-    (SMI_CUDA_12_9, (12, 9), (3, 11), CU12),
-    (SMI_CUDA_13_0, (13, 0), (3, 11), CU13),
-    (SMI_CUDA_13_0, (13, 0), (3, 12), CU13),
-    (SMI_CUDA_13_2, (13, 2), (3, 13), CU13),  # a newer CUDA 13 driver: the same wheels
-    (SMI_CUDA_13_0, (13, 0), (3, 10), CU12),  # no onnxruntime-gpu for CUDA 13 on Python 3.10; CUDA 12 runs there
-    (SMI_CUDA_12_4, (12, 4), (3, 10), CU12),
-    (SMI_CUDA_11_8, (11, 8), (3, 11), None),  # too old for these wheels: the CPU path
-    (SMI_NO_DRIVER, None, (3, 11), None),
-    (None, None, (3, 11), None),  # no nvidia-smi at all
-], ids=["cuda12.4", "cuda12.9", "cuda13.0", "cuda13.0-py3.12", "cuda13.2-py3.13", "cuda13.0-py3.10", "cuda12.4-py3.10",
-        "cuda11.8", "no-driver", "no-nvidia-smi"])
+@pytest.mark.parametrize(
+    "output, version, python, expected",
+    [
+        (SMI_CUDA_12_4, (12, 4), (3, 11), CU12),
+        (SMI_CUDA_12_9, (12, 9), (3, 11), CU12),
+        (SMI_CUDA_13_0, (13, 0), (3, 11), CU13),
+        (SMI_CUDA_13_0, (13, 0), (3, 12), CU13),
+        (SMI_CUDA_13_2, (13, 2), (3, 13), CU13),  # a newer CUDA 13 driver: the same wheels
+        (SMI_CUDA_13_0, (13, 0), (3, 10), CU12),  # no onnxruntime-gpu for CUDA 13 on Python 3.10; CUDA 12 runs there
+        (SMI_CUDA_12_4, (12, 4), (3, 10), CU12),
+        (SMI_CUDA_11_8, (11, 8), (3, 11), None),  # too old for these wheels: the CPU path
+        (SMI_NO_DRIVER, None, (3, 11), None),
+        (None, None, (3, 11), None),  # no nvidia-smi at all
+    ],
+    ids=[
+        "cuda12.4",
+        "cuda12.9",
+        "cuda13.0",
+        "cuda13.0-py3.12",
+        "cuda13.2-py3.13",
+        "cuda13.0-py3.10",
+        "cuda12.4-py3.10",
+        "cuda11.8",
+        "no-driver",
+        "no-nvidia-smi",
+    ],
+)
 def test_the_driver_s_cuda_major_picks_the_requirements(output, version, python, expected):
     assert cuda_version(output) == version
     assert requirements_file(output, python) == expected
@@ -145,14 +161,17 @@ def _fake_nvidia_smi(folder: Path, output: str | None) -> dict[str, str]:
     return {**os.environ, "PATH": str(folder)}  # not the machine's own nvidia-smi, if it has one
 
 
-@pytest.mark.parametrize("output, expected", [(SMI_CUDA_13_0, CU13 if sys.version_info >= (3, 11) else CU12),
-                                              (SMI_CUDA_12_4, CU12), (None, None)],
-                         ids=["cuda13.0", "cuda12.4", "cpu"])
+@pytest.mark.parametrize(
+    "output, expected",
+    [(SMI_CUDA_13_0, CU13 if sys.version_info >= (3, 11) else CU12), (SMI_CUDA_12_4, CU12), (None, None)],
+    ids=["cuda13.0", "cuda12.4", "cpu"],
+)
 def test_the_command_reads_nvidia_smi(tmp_path, output, expected):
     env = _fake_nvidia_smi(tmp_path / "bin", output)
     env.pop("YOLO_DEVICE", None)
-    done = subprocess.run([sys.executable, "-m", "yolo_triton.gpu_extra"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "yolo_triton.gpu_extra"], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
     if expected is None:
         assert "nothing installed for the GPU" in done.stdout
     else:
@@ -164,27 +183,44 @@ def test_no_stamp_and_nothing_installed_without_a_gpu(tmp_path):
     env = _fake_nvidia_smi(tmp_path / "bin", None)
     env.pop("YOLO_DEVICE", None)
     stamp = tmp_path / "stamp"
-    done = subprocess.run([sys.executable, "-m", "yolo_triton.gpu_extra", "--install", "--stamp", str(stamp)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "yolo_triton.gpu_extra", "--install", "--stamp", str(stamp)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert done.stdout.count("\n") == 1 and "Installing" not in done.stdout
     assert stamp.read_text().startswith("none: ")
     # YOLO_DEVICE=cpu: nothing either, and no stamp, so that a later plain `make serve` installs it
     stamp.unlink()
-    subprocess.run([sys.executable, "-m", "yolo_triton.gpu_extra", "--install", "--stamp", str(stamp)],
-                   cwd=ROOT, env={**env, "YOLO_DEVICE": "cpu"}, capture_output=True, text=True, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "yolo_triton.gpu_extra", "--install", "--stamp", str(stamp)],
+        cwd=ROOT,
+        env={**env, "YOLO_DEVICE": "cpu"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert not stamp.exists()
 
 
 # the requirements files
 
+
 def _lines(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line.strip() for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 @pytest.mark.parametrize("path", [CU12, CU13], ids=lambda p: p.name)
 def test_every_line_is_an_exact_pin(path):
     for line in _lines(path):
-        assert re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9._-]*==[0-9][0-9A-Za-z.]*( *; *python_version *[<>=]+ *"3\.\d+")?', line), line
+        assert re.fullmatch(
+            r'[A-Za-z0-9][A-Za-z0-9._-]*==[0-9][0-9A-Za-z.]*( *; *python_version *[<>=]+ *"3\.\d+")?', line
+        ), line
 
 
 def _requirements_txt() -> dict[str, str]:
@@ -252,6 +288,7 @@ def test_the_cuda_13_libraries_are_pytorch_s_own():
 
 # the install's repair of libraries that another distribution overwrote (pip does not see it)
 
+
 def _fake_distribution(site: Path, name: str, files: dict[str, bytes], record: dict[str, bytes]) -> None:
     for path, content in files.items():
         (site / path).parent.mkdir(parents=True, exist_ok=True)
@@ -270,21 +307,31 @@ def test_damaged_finds_libraries_overwritten_or_removed(tmp_path, monkeypatch):
     site = tmp_path / "site"
     site.mkdir()
     cu12, cu13 = b"cudnn for CUDA 12", b"cudnn for CUDA 13"
-    _fake_distribution(site, "nvidia-cudnn-cu13", {"nvidia/cudnn/lib/libcudnn.so.9": cu13}, {"nvidia/cudnn/lib/libcudnn.so.9": cu13})
+    _fake_distribution(
+        site, "nvidia-cudnn-cu13", {"nvidia/cudnn/lib/libcudnn.so.9": cu13}, {"nvidia/cudnn/lib/libcudnn.so.9": cu13}
+    )
     _fake_distribution(site, "nvidia-cudnn-cu12", {}, {"nvidia/cudnn/lib/libcudnn.so.9": cu12})
     _fake_distribution(site, "onnxruntime-gpu", {}, {"onnxruntime/capi/onnxruntime_pybind11_state.so": b"gpu"})
     _fake_distribution(site, "cupy-cuda12x", {"cupy/core.so": b"cupy"}, {"cupy/core.so": b"cupy"})
-    monkeypatch.setattr(gpu_extra, "_installed", lambda: {
-        gpu_extra._canonical(d.metadata["Name"]): d for d in importlib.metadata.distributions(path=[str(site)])})
+    monkeypatch.setattr(
+        gpu_extra,
+        "_installed",
+        lambda: {
+            gpu_extra._canonical(d.metadata["Name"]): d for d in importlib.metadata.distributions(path=[str(site)])
+        },
+    )
     # cuDNN 12 overwritten by 13 (same path), onnxruntime-gpu's module removed, CuPy intact
     assert gpu_extra.damaged(["nvidia-cudnn-cu12", "onnxruntime-gpu", "cupy-cuda12x", "not-installed"]) == [
-        "nvidia-cudnn-cu12", "onnxruntime-gpu"]
+        "nvidia-cudnn-cu12",
+        "onnxruntime-gpu",
+    ]
     assert gpu_extra.damaged(["nvidia-cudnn-cu13"]) == []
     (site / "nvidia/cudnn/lib/libcudnn.so.9").write_bytes(cu12)  # the CUDA 12 extra installed last
     assert gpu_extra.damaged(["nvidia-cudnn-cu12", "nvidia-cudnn-cu13"]) == ["nvidia-cudnn-cu13"]
 
 
 # the wiring
+
 
 def test_make_install_runs_it_once():
     makefile = (ROOT / "Makefile").read_text()
@@ -301,13 +348,21 @@ def test_make_install_runs_it_once():
 
 
 def test_make_dry_run_installs_the_gpu_runtime_after_a_change(tmp_path):
-    done = subprocess.run(["make", "-n", "-W", CU13.name, "install"], cwd=ROOT, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        ["make", "-n", "-W", CU13.name, "install"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert ".venv/bin/python -m yolo_triton.gpu_extra --install --stamp .venv/.gpu-installed" in done.stdout
 
 
 def test_the_stub_finds_the_pip_cuda_libraries(tmp_path, monkeypatch):
     platlib = tmp_path / "site-packages"
-    for folder in ("nvidia/cu13/lib", "nvidia/curand/lib", "nvidia/cudnn/lib", "nvidia/cuda_nvrtc/lib", "nvidia/nvimgcodec"):
+    for folder in (
+        "nvidia/cu13/lib",
+        "nvidia/curand/lib",
+        "nvidia/cudnn/lib",
+        "nvidia/cuda_nvrtc/lib",
+        "nvidia/nvimgcodec",
+    ):
         (platlib / folder).mkdir(parents=True)
     real = tritonserver.sysconfig.get_paths
 
@@ -325,6 +380,8 @@ def test_the_stub_finds_the_pip_cuda_libraries(tmp_path, monkeypatch):
 
 def test_no_cuda_folders_on_a_bare_environment(tmp_path, monkeypatch):
     real = tritonserver.sysconfig.get_paths
-    monkeypatch.setattr(tritonserver.sysconfig, "get_paths", lambda *a, **k: {**real(*a, **k), "platlib": str(tmp_path)})
+    monkeypatch.setattr(
+        tritonserver.sysconfig, "get_paths", lambda *a, **k: {**real(*a, **k), "platlib": str(tmp_path)}
+    )
     monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
     assert "nvidia" not in tritonserver.server_environment()["LD_LIBRARY_PATH"].replace("nvidia_pytriton", "")

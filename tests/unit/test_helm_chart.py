@@ -25,14 +25,27 @@ PROFILES = {
     "default": [],
     "cpu": ["-f", str(CHART / "values-cpu.yaml")],
     "onnxruntime-backend": ["--set", "detector.target=onnxruntime-backend"],
-    "everything": ["--set", "ingress.http.enabled=true,ingress.grpc.enabled=true,serviceMonitor.enabled=true,"
-                   "grafanaDashboard.enabled=true,modelRepository.build.weightsClaim=weights,"
-                   "modelRepository.build.cacheClaim=engine-cache,livenessProbe.byInference=true"],
-    "models-file": ["--set-string", "modelRepository.build.modelsFile=pets: {weights: /weights/pets.pt}\n",
-                    "--set", "modelRepository.build.weightsClaim=weights"],
-    "pvc": ["--set", "modelRepository.source=pvc,modelRepository.pvc.claimName=models,autoscaling.enabled=false,replicaCount=3"],
-    "remote": ["--set", "modelRepository.source=remote,modelRepository.remote.uri=s3://bucket/model_repository,"
-               "modelRepository.remote.credentialsSecret=s3-credentials,restrictedApi.existingSecret=triton-admin"],
+    "everything": [
+        "--set",
+        "ingress.http.enabled=true,ingress.grpc.enabled=true,serviceMonitor.enabled=true,"
+        "grafanaDashboard.enabled=true,modelRepository.build.weightsClaim=weights,"
+        "modelRepository.build.cacheClaim=engine-cache,livenessProbe.byInference=true",
+    ],
+    "models-file": [
+        "--set-string",
+        "modelRepository.build.modelsFile=pets: {weights: /weights/pets.pt}\n",
+        "--set",
+        "modelRepository.build.weightsClaim=weights",
+    ],
+    "pvc": [
+        "--set",
+        "modelRepository.source=pvc,modelRepository.pvc.claimName=models,autoscaling.enabled=false,replicaCount=3",
+    ],
+    "remote": [
+        "--set",
+        "modelRepository.source=remote,modelRepository.remote.uri=s3://bucket/model_repository,"
+        "modelRepository.remote.credentialsSecret=s3-credentials,restrictedApi.existingSecret=triton-admin",
+    ],
 }
 
 
@@ -48,7 +61,7 @@ def render(profile: str) -> dict[str, dict]:
 @pytest.mark.parametrize("profile", PROFILES)
 def test_lint_and_schemas(profile):
     assert "0 chart(s) failed" in helm("lint", "--strict", str(CHART), *PROFILES[profile])
-    for kind, doc in render(profile).items():
+    for doc in render(profile).values():
         if doc["kind"] in CRDS:
             continue
         kubernetes_validate.validate(doc, KUBERNETES, strict=True)  # raises on any schema error
@@ -71,10 +84,16 @@ def test_gpu_profile():
     assert "--cuda-memory-pool-byte-size=0:2147483648" in triton["args"]
     assert "\ntarget=tensorrt\n" in build["command"][-1] and "nvidia-smi --query-gpu=name" in build["command"][-1]
     assert "YOLO_PREPROCESS_DEVICE" not in json.dumps(build)  # preprocessing follows the target
-    assert {"path": "/v2/health/ready", "port": "http"} == triton["readinessProbe"]["httpGet"] == triton["startupProbe"]["httpGet"]
+    assert (
+        {"path": "/v2/health/ready", "port": "http"}
+        == triton["readinessProbe"]["httpGet"]
+        == triton["startupProbe"]["httpGet"]
+    )
     liveness = triton["livenessProbe"]  # by inference by default: /v2/health/live misses a dead stub
     assert liveness["exec"]["command"] == LIVENESS_COMMAND and "httpGet" not in liveness
-    assert liveness["periodSeconds"] * liveness["failureThreshold"] <= 120 and liveness["timeoutSeconds"] > 8  # one request of 8 s
+    assert (
+        liveness["periodSeconds"] * liveness["failureThreshold"] <= 120 and liveness["timeoutSeconds"] > 8
+    )  # one request of 8 s
     startup = triton["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
     assert {p["containerPort"] for p in triton["ports"]} == {8000, 8001, 8002}
@@ -102,13 +121,18 @@ def test_detector_target():
     assert "\ntarget=onnxruntime-backend\n" in script and '--target "$target"' in script
     (key,) = [line for line in script.splitlines() if line.startswith("key=")]  # release, GPU model, target
     assert key.startswith('key="24.10/$(nvidia-smi') and key.endswith('/onnxruntime-backend"')
-    assert _triton(objects)["resources"]["limits"]["nvidia.com/gpu"] == 1 == build["resources"]["limits"]["nvidia.com/gpu"]
+    assert (
+        _triton(objects)["resources"]["limits"]["nvidia.com/gpu"] == 1 == build["resources"]["limits"]["nvidia.com/gpu"]
+    )
     assert _triton(objects)["args"] == _triton(render("default"))["args"]
     assert yaml.safe_load((CHART / "values.yaml").read_text())["detector"]["target"] == "tensorrt"
     accepted = {"gpu": ("tensorrt", "onnxruntime-backend"), "cpu": ("onnxruntime-cpu",)}  # _helpers.tpl
     assert all(TARGETS[t].on_gpu == (device == "gpu") for device, names in accepted.items() for t in names)
-    for bad in (["--set", "detector.target=onnxruntime-gpu"], ["--set", "device=cpu"],
-                ["-f", str(CHART / "values-cpu.yaml"), "--set", "detector.target=tensorrt"]):
+    for bad in (
+        ["--set", "detector.target=onnxruntime-gpu"],
+        ["--set", "device=cpu"],
+        ["-f", str(CHART / "values-cpu.yaml"), "--set", "detector.target=tensorrt"],
+    ):
         out = subprocess.run([str(HELM), "template", "yolo", str(CHART), *bad], capture_output=True, text=True)
         assert out.returncode != 0 and "detector.target must be one of" in out.stderr
 
@@ -149,20 +173,33 @@ def test_repository_sources_and_monitoring():
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["spec"]["endpoints"][0]["port"] == "metrics"
     dashboard = json.loads(everything["ConfigMap"]["data"]["yolo-triton.json"])
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
-    for metric in ("nv_inference_count", "nv_inference_request_duration_us", "nv_inference_queue_duration_us", "nv_gpu_utilization"):
+    for metric in (
+        "nv_inference_count",
+        "nv_inference_request_duration_us",
+        "nv_inference_queue_duration_us",
+        "nv_gpu_utilization",
+    ):
         assert metric in exprs
-    assert everything["yolo-yolo-triton-grpc"]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    assert (
+        everything["yolo-yolo-triton-grpc"]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"]
+        == "GRPC"
+    )
     canary = _triton(everything)["livenessProbe"]
     assert canary["exec"]["command"][:3] == ["python3", "-m", "yolo_triton.canary"] and "httpGet" not in canary
     pvc = _triton(render("pvc"))
-    assert "--model-repository=/models" in pvc["args"] and "initContainers" not in render("pvc")["Deployment"]["spec"]["template"]["spec"]
+    assert (
+        "--model-repository=/models" in pvc["args"]
+        and "initContainers" not in render("pvc")["Deployment"]["spec"]["template"]["spec"]
+    )
     remote = render("remote")
     assert "--model-repository=s3://bucket/model_repository" in _triton(remote)["args"]
     assert _triton(remote)["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}] and "Secret" not in remote
 
 
 def test_chart_pins_the_release_of_env():
-    release = dict(line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines() if line and not line.startswith("#"))
+    release = dict(
+        line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines() if line and not line.startswith("#")
+    )
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == release["NGC_RELEASE"]
     assert _triton(render("default"))["image"] == f"yolo-triton:{release['NGC_RELEASE']}"
@@ -188,4 +225,7 @@ def test_models_file(tmp_path):
     assert "checksum/models-file" in objects["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     default = render("default")
     assert "ConfigMap" not in default
-    assert 'export YOLO_MODELS="yolov11_nano,yolov11_small,yolov11_medium"' in default["Deployment"]["spec"]["template"]["spec"]["initContainers"][0]["command"][-1]
+    assert (
+        'export YOLO_MODELS="yolov11_nano,yolov11_small,yolov11_medium"'
+        in default["Deployment"]["spec"]["template"]["spec"]["initContainers"][0]["command"][-1]
+    )

@@ -3,7 +3,6 @@ tolerances, and still strict: a missing or extra detection, another class, a mov
 score each count."""
 
 import numpy as np
-
 from matching import SAME_BOX_ATOL, SAME_SCORE_ATOL, Detections, unpaired
 
 BOXES = np.array([[0, 0, 10, 10], [5, 5, 20, 20], [30, 30, 40, 50]], np.float32)

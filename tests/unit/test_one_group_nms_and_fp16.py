@@ -10,13 +10,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
+from conftest import MATCH_REPORT, WEIGHTS_DIR
 from matching import Detections, MatchCounts, unpaired
+
 from yolo_triton.contract import VARIANTS
 from yolo_triton.export import create_onnx
 from yolo_triton.preprocessing import decode, letterbox_into
-
-from conftest import MATCH_REPORT, WEIGHTS_DIR
 
 V = VARIANTS["yolov11_nano"]
 
@@ -33,7 +32,11 @@ def _session(model):
 def _per_class_graph(network, monkeypatch):
     """The same graph with one NMS group per class (scores [B, 80, N]), as it was before one group."""
     with monkeypatch.context() as m:
-        m.setitem(create_onnx._NMS, "onnx", lambda b, v, boxes, candidates, best, best_class: create_onnx._per_class_nms(b, v, boxes, candidates))
+        m.setitem(
+            create_onnx._NMS,
+            "onnx",
+            lambda b, v, boxes, candidates, best, best_class: create_onnx._per_class_nms(b, v, boxes, candidates),
+        )
         return create_onnx.build_detector_graph(network, V, "onnx")
 
 
@@ -41,7 +44,7 @@ def _detections(sessions, paths):
     """Per session, per image: Detections, the photos letterboxed as the server does, 10 at a time."""
     found = [[] for _ in sessions]
     for start in range(0, len(paths), 10):
-        chunk = paths[start:start + 10]
+        chunk = paths[start : start + 10]
         images = np.empty((len(chunk), 3, V.imgsz, V.imgsz), np.uint8)
         params = np.stack([letterbox_into(images[i], decode(p.read_bytes())) for i, p in enumerate(chunk)])
         for out, session in zip(found, sessions):

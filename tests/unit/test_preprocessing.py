@@ -63,8 +63,12 @@ def test_rect_batch_of_mixed_shapes_is_square():
     """Ultralytics letterboxes a batch of mixed shapes to imgsz x imgsz (auto only for same shapes)."""
     same = [np.zeros((480, 640, 3), np.uint8)] * 2
     mixed = [np.zeros((480, 640, 3), np.uint8), np.zeros((640, 480, 3), np.uint8)]
-    assert {(b.out_height, b.out_width) for b in letterbox_boxes([im.shape[:2] for im in same], IMGSZ, rect=True)} == {(480, 640)}
-    assert {(b.out_height, b.out_width) for b in letterbox_boxes([im.shape[:2] for im in mixed], IMGSZ, rect=True)} == {(640, 640)}
+    assert {(b.out_height, b.out_width) for b in letterbox_boxes([im.shape[:2] for im in same], IMGSZ, rect=True)} == {
+        (480, 640)
+    }
+    assert {(b.out_height, b.out_width) for b in letterbox_boxes([im.shape[:2] for im in mixed], IMGSZ, rect=True)} == {
+        (640, 640)
+    }
     assert CpuPreprocessor(IMGSZ, rect=True).letterbox(mixed)[0].shape == (2, 3, 640, 640)
 
 
@@ -73,11 +77,14 @@ def test_letterbox_fit_keeps_thin_images_one_pixel():
     assert (box.new_height, box.new_width) == (1, 640)
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "empty input"),
-    (np.random.default_rng(1).bytes(5000), "cannot decode"),
-    (b"name,score\nbus,0.9\n", "cannot decode"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "empty input"),
+        (np.random.default_rng(1).bytes(5000), "cannot decode"),
+        (b"name,score\nbus,0.9\n", "cannot decode"),
+    ],
+)
 def test_decode_rejects_non_images(data, message):
     with pytest.raises(ImageError, match=message):
         decode(data)
@@ -88,7 +95,7 @@ def test_decode_rejects_truncated_jpeg(test_images, keep):
     # cut inside the header or inside the scan: refused before decoding, as the GPU path refuses it
     # (OpenCV would decode some, nvImageCodec most, as partly grey pictures)
     data = test_images[0].read_bytes()
-    cut = data[:keep if isinstance(keep, int) else int(len(data) * keep)]
+    cut = data[: keep if isinstance(keep, int) else int(len(data) * keep)]
     with pytest.raises(ImageError, match=rf"truncated JPEG \({len(cut)} bytes\): no end-of-image marker"):
         decode(cut)
     assert decode(data).shape[2] == 3  # the whole file decodes

@@ -15,7 +15,11 @@ ONLINE, OFFLINE = (lambda: True), (lambda: False)
 
 
 def test_default_serves_yolo11_by_name_for_ultralytics_to_download():
-    assert resolve_weights({}, ONLINE) == {"yolov11_nano": "yolo11n.pt", "yolov11_small": "yolo11s.pt", "yolov11_medium": "yolo11m.pt"}
+    assert resolve_weights({}, ONLINE) == {
+        "yolov11_nano": "yolo11n.pt",
+        "yolov11_small": "yolo11s.pt",
+        "yolov11_medium": "yolo11m.pt",
+    }
     assert tuple(resolve_weights({}, ONLINE)) == DEFAULT_VARIANTS
 
 
@@ -24,11 +28,15 @@ def test_offline_default_serves_the_test_weights_and_says_so(tmp_path, capsys):
     for name in ("yolo11n.pt", "yolo11s.pt", "yolo11m.pt"):
         (tmp_path / "weights" / name).write_bytes(b"x")
     weights = resolve_weights({"YOLO_TEST_DATA": str(tmp_path)}, OFFLINE)
-    assert weights == {v: str(tmp_path / "weights" / f) for v, f in
-                       (("yolov11_nano", "yolo11n.pt"), ("yolov11_small", "yolo11s.pt"), ("yolov11_medium", "yolo11m.pt"))}
+    assert weights == {
+        v: str(tmp_path / "weights" / f)
+        for v, f in (("yolov11_nano", "yolo11n.pt"), ("yolov11_small", "yolo11s.pt"), ("yolov11_medium", "yolo11m.pt"))
+    }
     (line,) = capsys.readouterr().out.splitlines()
     assert "test weights" in line and str(tmp_path / "weights") in line and "YOLO_WEIGHTS" in line
-    assert resolve_weights({"YOLO_TEST_DATA": str(tmp_path), "YOLO_MODELS": "yolov11_nano"}, OFFLINE) == {"yolov11_nano": weights["yolov11_nano"]}
+    assert resolve_weights({"YOLO_TEST_DATA": str(tmp_path), "YOLO_MODELS": "yolov11_nano"}, OFFLINE) == {
+        "yolov11_nano": weights["yolov11_nano"]
+    }
 
 
 def test_offline_without_test_weights_names_what_to_set(tmp_path):
@@ -36,15 +44,27 @@ def test_offline_without_test_weights_names_what_to_set(tmp_path):
         resolve_weights({"YOLO_TEST_DATA": str(tmp_path)}, OFFLINE)
     named = tmp_path / "yolo11n.pt"
     named.write_bytes(b"x")  # named weights never ask for the network
-    assert resolve_weights({"YOLO_WEIGHTS": str(named)}, lambda: pytest.fail("asked for the network")) == {"yolov11_nano": str(named)}
+    assert resolve_weights({"YOLO_WEIGHTS": str(named)}, lambda: pytest.fail("asked for the network")) == {
+        "yolov11_nano": str(named)
+    }
 
 
 def test_nothing_to_serve_exits_2_with_one_message(tmp_path):
     """The command `make serve` runs, with no network and no test weights: status 2, no traceback."""
-    offline = ("import sys; from yolo_triton import repository, serve; repository.network_available = lambda timeout=2.0: False; "
-               "sys.argv = ['serve', '--repository', sys.argv[1]]; serve.main()")
+    offline = (
+        "import sys; from yolo_triton import repository, serve; "
+        "repository.network_available = lambda timeout=2.0: False; "
+        "sys.argv = ['serve', '--repository', sys.argv[1]]; serve.main()"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")} | {"YOLO_TEST_DATA": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-c", offline, str(tmp_path / "repo")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", offline, str(tmp_path / "repo")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2, run.stdout + run.stderr
     assert "Traceback" not in run.stderr and "YOLO_WEIGHTS" in run.stderr and len(run.stderr.strip().splitlines()) == 1
 

@@ -3,8 +3,24 @@
 evaluator (yolo_triton/client/evaluate.py)."""
 
 from yolo_triton.client.async_detector import (
-    AsyncDetector, ClientError, Detection, ImageResult, ServerUnavailable, UnknownModel, expand_sources)
+    AsyncDetector,
+    ClientError,
+    Detection,
+    ImageResult,
+    ServerUnavailable,
+    UnknownModel,
+    expand_sources,
+)
 from yolo_triton.client.detector import Detector, detect
 
-__all__ = ["AsyncDetector", "ClientError", "Detection", "Detector", "ImageResult", "ServerUnavailable",
-           "UnknownModel", "detect", "expand_sources"]
+__all__ = [
+    "AsyncDetector",
+    "ClientError",
+    "Detection",
+    "Detector",
+    "ImageResult",
+    "ServerUnavailable",
+    "UnknownModel",
+    "detect",
+    "expand_sources",
+]

@@ -32,7 +32,9 @@ def annotate(encoded: bytes, detections: tuple[Detection, ...]) -> np.ndarray:
         (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         top = y1 - h - base if y1 - h - base >= 0 else y1  # above the box, or inside it at the top edge
         cv2.rectangle(image, (x1, top), (x1 + w, top + h + base), colour, cv2.FILLED)
-        cv2.putText(image, label, (x1, top + h), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+        cv2.putText(
+            image, label, (x1, top + h), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA
+        )
     return image
 
 

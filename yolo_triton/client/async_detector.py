@@ -18,9 +18,9 @@ import glob
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Union
 
 import numpy as np
 
@@ -33,7 +33,7 @@ DEFAULT_CONCURRENCY = 4  # requests in flight
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what a folder contributes
 QUEUE_FULL_RETRIES = 5  # a request refused by a full server queue is sent again this often, backing off
 
-Source = Union[str, os.PathLike, bytes]
+Source = str | os.PathLike | bytes
 
 
 class ClientError(Exception):
@@ -56,8 +56,12 @@ class Detection:
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in the original image's pixels
 
     def to_dict(self) -> dict:
-        return {"class_id": self.class_id, "class_name": self.class_name, "score": round(self.score, 5),
-                "box": [round(x, 2) for x in self.box]}
+        return {
+            "class_id": self.class_id,
+            "class_name": self.class_name,
+            "score": round(self.score, 5),
+            "box": [round(x, 2) for x in self.box],
+        }
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,11 @@ class ImageResult:
         return self.error is None
 
     def to_dict(self) -> dict:
-        return {"image": self.source, "detections": [d.to_dict() for d in self.detections],
-                **({"error": self.error} if self.error else {})}
+        return {
+            "image": self.source,
+            "detections": [d.to_dict() for d in self.detections],
+            **({"error": self.error} if self.error else {}),
+        }
 
 
 @dataclass(frozen=True)
@@ -126,8 +133,9 @@ def tritonclient_module(protocol: str, aio: bool = False):
 
 def image_input(images: list[bytes], protocol: str = "grpc"):
     """The ensemble's `image` input for a batch of encoded images (one per row)."""
-    tensor = tritonclient_module(protocol).InferInput(IMAGE_INPUT.name, [len(images), *IMAGE_INPUT.dims],
-                                                      IMAGE_INPUT.datatype)
+    tensor = tritonclient_module(protocol).InferInput(
+        IMAGE_INPUT.name, [len(images), *IMAGE_INPUT.dims], IMAGE_INPUT.datatype
+    )
     tensor.set_data_from_numpy(np.array(images, dtype=object).reshape(len(images), *IMAGE_INPUT.dims))
     return tensor
 
@@ -145,8 +153,10 @@ def parse_result(result, names: tuple[str, ...] = ()) -> list[tuple[Detection, .
     each class named by `names` (its id as text past their end)."""
     num, boxes, scores, classes = (result.as_numpy(spec.name) for spec in detection_outputs(0))
     return [
-        tuple(Detection(int(c), names[c] if 0 <= c < len(names) else str(c), float(s), tuple(float(x) for x in b))
-              for b, s, c in zip(boxes[i, :n], scores[i, :n], classes[i, :n].tolist()))
+        tuple(
+            Detection(int(c), names[c] if 0 <= c < len(names) else str(c), float(s), tuple(float(x) for x in b))
+            for b, s, c in zip(boxes[i, :n], scores[i, :n], classes[i, :n].tolist())
+        )
         for i, n in enumerate(num.reshape(-1))
     ]
 
@@ -170,8 +180,14 @@ def refusal(error: Exception, model: str, url: str) -> str:
 class AsyncDetector:
     """A connection to one ensemble; `async with` it (or `await open()`) before detecting."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, url: str | None = None, protocol: str = "grpc",
-                 batch_size: int = DEFAULT_BATCH_SIZE, concurrency: int = DEFAULT_CONCURRENCY):
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        url: str | None = None,
+        protocol: str = "grpc",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ):
         self.model, self.protocol = model, protocol
         self.url = url or DEFAULT_URLS[protocol]
         self.batch_size, self.concurrency = max(1, batch_size), max(1, concurrency)
@@ -180,7 +196,7 @@ class AsyncDetector:
         self._slots: asyncio.Semaphore | None = None
         self.class_names: tuple[str, ...] = ()  # the served model's, read by open()
 
-    async def open(self) -> "AsyncDetector":
+    async def open(self) -> AsyncDetector:
         """Connects, checks the model is served, and caps the batch size at the model's maximum."""
         self._client = self._module.InferenceServerClient(self.url)
         self._slots = asyncio.Semaphore(self.concurrency)
@@ -212,7 +228,7 @@ class AsyncDetector:
             await self._client.close()
             self._client = None
 
-    async def __aenter__(self) -> "AsyncDetector":
+    async def __aenter__(self) -> AsyncDetector:
         return await self.open()
 
     async def __aexit__(self, *exc) -> None:
@@ -226,7 +242,7 @@ class AsyncDetector:
     def batches(self, sources: Source | Iterable[Source]) -> list[list[_Image]]:
         """The images of the sources, a request's worth (batch_size) at a time."""
         images = expand_sources(sources)
-        return [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
+        return [images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size)]
 
     async def detect_batch(self, images: list[_Image]) -> list[ImageResult]:
         """One request's worth of images (waits for one of the `concurrency` slots)."""
@@ -248,7 +264,7 @@ class AsyncDetector:
                 if "Exceeds maximum queue size" not in str(e) or attempt == QUEUE_FULL_RETRIES:
                     message = refusal(e, self.model, self.url)
                     break
-                await asyncio.sleep(0.05 * 2 ** attempt)
+                await asyncio.sleep(0.05 * 2**attempt)
             except OSError as e:  # HTTP: the connection itself failed
                 raise ServerUnavailable(f"request to {self.url} failed: {e}") from e
         if len(images) == 1:

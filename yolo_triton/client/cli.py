@@ -21,7 +21,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from yolo_triton.client.async_detector import (
-    DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MODEL, DEFAULT_URLS, ClientError, ImageResult)
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MODEL,
+    DEFAULT_URLS,
+    ClientError,
+    ImageResult,
+)
 from yolo_triton.client.detector import Detector
 
 CSV_COLUMNS = ("image", "class_id", "class_name", "score", "x1", "y1", "x2", "y2", "error")
@@ -55,8 +61,9 @@ class _CsvWriter:
         if not result.detections:  # every image has a row, so none goes missing silently
             self.writer.writerow([result.source, "", "", "", "", "", "", "", result.error or ""])
         for d in result.detections:
-            self.writer.writerow([result.source, d.class_id, d.class_name, f"{d.score:.5f}",
-                                  *(f"{v:.2f}" for v in d.box), ""])
+            self.writer.writerow(
+                [result.source, d.class_id, d.class_name, f"{d.score:.5f}", *(f"{v:.2f}" for v in d.box), ""]
+            )
 
 
 class _JsonLinesWriter:
@@ -92,8 +99,11 @@ def detect_command(args) -> int:
                 failures += 1
                 progress.write(f"yolo-triton: {result.source}: {result.error}", file=sys.stderr)
             elif args.save:
-                save_annotated(Path(result.source).read_bytes(), result.detections,
-                               _annotated_path(args.save, result.source, saved))
+                save_annotated(
+                    Path(result.source).read_bytes(),
+                    result.detections,
+                    _annotated_path(args.save, result.source, saved),
+                )
             progress.update()
     return 1 if failures else 0
 
@@ -107,9 +117,11 @@ def eval_command(args) -> int:
     lines = [f"{args.model} served at {detector.url}: {ours}"]
     if args.weights:  # val prints its own lines: ours come after them
         theirs = ultralytics_val(args.weights, images, args.model, rect=args.rect).scores
-        lines += [f"ultralytics val {args.weights.name} (rect={args.rect}): {theirs}",
-                  f"difference: mAP50-95 {100 * (ours.map50_95 - theirs.map50_95):+.2f}  "
-                  f"mAP50 {100 * (ours.map50 - theirs.map50):+.2f} points"]
+        lines += [
+            f"ultralytics val {args.weights.name} (rect={args.rect}): {theirs}",
+            f"difference: mAP50-95 {100 * (ours.map50_95 - theirs.map50_95):+.2f}  "
+            f"mAP50 {100 * (ours.map50 - theirs.map50):+.2f} points",
+        ]
     print("\n".join(lines))
     return 0
 
@@ -124,7 +136,9 @@ def gateway_command(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="yolo-triton", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = argparse.ArgumentParser(
+        prog="yolo-triton", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = top.add_subparsers(dest="command", required=True)
 
     detect = commands.add_parser("detect", help="detect objects in files, folders or globs")
@@ -133,16 +147,25 @@ def parser() -> argparse.ArgumentParser:
     detect.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     detect.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
     detect.add_argument("--save", type=Path, metavar="DIR", help="write annotated copies of the images here")
-    detect.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bar on stderr (default: when stderr is a terminal)")
+    detect.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
     detect.set_defaults(run=detect_command)
 
     evaluate = commands.add_parser("eval", help="mAP of a served *_eval variant on labelled images")
-    evaluate.add_argument("images", type=Path, help="folder of images; labels in the Ultralytics layout (images/ -> labels/)")
+    evaluate.add_argument(
+        "images", type=Path, help="folder of images; labels in the Ultralytics layout (images/ -> labels/)"
+    )
     _connection_arguments(evaluate, "yolov11_nano_eval")
     evaluate.add_argument("--weights", type=Path, help="also run `ultralytics val` of these weights on the same images")
-    evaluate.add_argument("--rect", action="store_true",
-                          help="val with rectangular batches (its .pt default) instead of the served 640x640 input")
+    evaluate.add_argument(
+        "--rect",
+        action="store_true",
+        help="val with rectangular batches (its .pt default) instead of the served 640x640 input",
+    )
     evaluate.set_defaults(run=eval_command)
 
     gateway = commands.add_parser("gateway", help="serve POST /predict/{model} (FastAPI) in front of Triton")

@@ -1,4 +1,4 @@
-"""The blocking client: `detect()` and `Detector`, the same code as `AsyncDetector` (yolo_triton/client/async_detector.py)
+"""The blocking client: `detect()` and `Detector`, the same code as `AsyncDetector` (async_detector.py)
 run on a private event loop, for scripts and threads.
 
     from yolo_triton.client import detect
@@ -11,17 +11,29 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from yolo_triton.client.async_detector import (
-    DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MODEL, AsyncDetector, ImageResult, Source)
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MODEL,
+    AsyncDetector,
+    ImageResult,
+    Source,
+)
 
 
 class Detector:
     """A connection to one ensemble; use as a context manager (or call close()). Thread-safe."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, url: str | None = None, protocol: str = "grpc",
-                 batch_size: int = DEFAULT_BATCH_SIZE, concurrency: int = DEFAULT_CONCURRENCY):
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        url: str | None = None,
+        protocol: str = "grpc",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="yolo-triton-client", daemon=True)
         self._thread.start()
@@ -55,7 +67,7 @@ class Detector:
             self._run(self._async.close()).result()
             self._stop()
 
-    def __enter__(self) -> "Detector":
+    def __enter__(self) -> Detector:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -76,9 +88,14 @@ class Detector:
             yield from window.popleft().result()
 
 
-def detect(sources: Source | Iterable[Source], model: str = DEFAULT_MODEL, url: str | None = None,
-           protocol: str = "grpc", batch_size: int = DEFAULT_BATCH_SIZE,
-           concurrency: int = DEFAULT_CONCURRENCY) -> list[ImageResult]:
+def detect(
+    sources: Source | Iterable[Source],
+    model: str = DEFAULT_MODEL,
+    url: str | None = None,
+    protocol: str = "grpc",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> list[ImageResult]:
     """Detections for each image (paths, folders, globs or encoded bytes), in the order given."""
     with Detector(model, url, protocol, batch_size, concurrency) as detector:
         return detector.detect(sources)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -32,8 +32,10 @@ class Scores:
     instances: int
 
     def __str__(self) -> str:
-        return (f"mAP50-95 {100 * self.map50_95:.2f}  mAP50 {100 * self.map50:.2f}  "
-                f"({self.images} images, {self.instances} instances)")
+        return (
+            f"mAP50-95 {100 * self.map50_95:.2f}  mAP50 {100 * self.map50:.2f}  "
+            f"({self.images} images, {self.instances} instances)"
+        )
 
 
 def labelled_images(images_dir: Path) -> list[Path]:
@@ -101,8 +103,16 @@ def score(detections: list[Sequence[Detection]], images: list[Path], names: Sequ
             tp = validator.match_predictions(torch.from_numpy(pred_cls), torch.from_numpy(true_cls), iou).numpy()
         else:
             tp = np.zeros((len(pred_cls), validator.niou), bool)
-        metrics.update_stats({"tp": tp, "conf": conf, "pred_cls": pred_cls, "target_cls": true_cls,
-                              "target_img": np.unique(true_cls), "im_name": image.name})
+        metrics.update_stats(
+            {
+                "tp": tp,
+                "conf": conf,
+                "pred_cls": pred_cls,
+                "target_cls": true_cls,
+                "target_img": np.unique(true_cls),
+                "im_name": image.name,
+            }
+        )
     metrics.process()
     return Scores(float(metrics.box.map), float(metrics.box.map50), len(images), instances)
 
@@ -138,9 +148,19 @@ def ultralytics_val(weights: Path, images: list[Path], model: str | Variant, rec
         data = root / "data.yaml"
         names = "\n".join(f"  {i}: {json.dumps(name)}" for i, name in yolo.names.items())
         data.write_text(f"path: {root}\ntrain: images/val\nval: images/val\nnames:\n{names}\n")
-        metrics = yolo.val(data=str(data), imgsz=variant.imgsz, conf=variant.conf, iou=variant.iou,
-                           max_det=variant.max_detections, rect=rect, batch=16, save_json=True,
-                           plots=False, verbose=False, project=str(root / "runs"))
+        metrics = yolo.val(
+            data=str(data),
+            imgsz=variant.imgsz,
+            conf=variant.conf,
+            iou=variant.iou,
+            max_det=variant.max_detections,
+            rect=rect,
+            batch=16,
+            save_json=True,
+            plots=False,
+            verbose=False,
+            project=str(root / "runs"),
+        )
         found = json.loads((Path(metrics.save_dir) / "predictions.json").read_text())
     # val's image_id: the file stem, as a number where it is one (COCO's 000000000196 -> 196)
     stems = {str(int(i.stem)) if i.stem.isnumeric() else i.stem: i.name for i in images}

@@ -18,7 +18,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, File, HTTPException, UploadFile
 from pydantic import BaseModel, Field
 
-from yolo_triton.client.async_detector import DEFAULT_URLS, AsyncDetector, ServerUnavailable, UnknownModel, tritonclient_module
+from yolo_triton.client.async_detector import (
+    DEFAULT_URLS,
+    AsyncDetector,
+    ServerUnavailable,
+    UnknownModel,
+    tritonclient_module,
+)
 from yolo_triton.preprocessing import MAX_IMAGE_BYTES
 
 GATEWAY_CONCURRENCY = 64  # requests in flight to Triton per model; its dynamic batcher groups them
@@ -49,8 +55,9 @@ def create_app(url: str | None = None, protocol: str = "grpc") -> FastAPI:
     async def detector_for(model: str) -> AsyncDetector:
         async with opening:  # one connection per model, opened on its first request
             if model not in detectors:
-                detectors[model] = await AsyncDetector(model, url, protocol, batch_size=1,
-                                                       concurrency=GATEWAY_CONCURRENCY).open()
+                detectors[model] = await AsyncDetector(
+                    model, url, protocol, batch_size=1, concurrency=GATEWAY_CONCURRENCY
+                ).open()
             return detectors[model]
 
     @asynccontextmanager
@@ -59,9 +66,12 @@ def create_app(url: str | None = None, protocol: str = "grpc") -> FastAPI:
         for detector in detectors.values():
             await detector.close()
 
-    app = FastAPI(title="YOLO on Triton: HTTP gateway", lifespan=lifespan,
-                  description="Uploaded image bytes go untouched to a Triton ensemble; detections in the "
-                              "original image's pixels come back.")
+    app = FastAPI(
+        title="YOLO on Triton: HTTP gateway",
+        lifespan=lifespan,
+        description="Uploaded image bytes go untouched to a Triton ensemble; detections in the "
+        "original image's pixels come back.",
+    )
     errors = {code: {"model": ErrorOut} for code in (400, 404, 413, 503)}
 
     @app.post("/predict/{model}", response_model=Prediction, responses=errors)

@@ -10,7 +10,8 @@ graph (create_onnx.py --precision fp16) builds an FP16 engine whose NMS and box 
 and an FP32 graph an FP32 engine. No precision flags: TensorRT 10 refuses them on a strongly typed
 network, and TensorRT 11 removes them.
 
-    python yolo_triton/export/build_engine.py --onnx model.onnx --variant yolov11_nano -o model.plan [--timing-cache cache.bin]
+    python -m yolo_triton.export.build_engine --onnx model.onnx --variant yolov11_nano -o model.plan \
+        [--timing-cache cache.bin]
 """
 
 from __future__ import annotations
@@ -29,13 +30,19 @@ def optimisation_profile(variant: Variant) -> dict[str, tuple[tuple[int, ...], t
     STRIDE x STRIDE to imgsz x imgsz, tuned for the square."""
     opt = max(variant.preferred_batch_sizes)
     square = (variant.imgsz, variant.imgsz)
+
     def dims(spec, sides):
         return tuple(d if d > 0 else side for d, side in zip(spec.dims, (None, *sides)))
-    return {s.name: ((1, *dims(s, (STRIDE, STRIDE))), (opt, *dims(s, square)), (variant.max_batch_size, *dims(s, square)))
-            for s in variant.detector_inputs}
+
+    return {
+        s.name: ((1, *dims(s, (STRIDE, STRIDE))), (opt, *dims(s, square)), (variant.max_batch_size, *dims(s, square)))
+        for s in variant.detector_inputs
+    }
 
 
-def build_engine(onnx_path: str | Path, plan_path: str | Path, variant: Variant, timing_cache: str | Path | None = None) -> Path:
+def build_engine(
+    onnx_path: str | Path, plan_path: str | Path, variant: Variant, timing_cache: str | Path | None = None
+) -> Path:
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)

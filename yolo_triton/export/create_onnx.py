@@ -19,7 +19,8 @@ Two NMS flavours, one code path around them:
 Precision fp32 or fp16 (the network's weights and arithmetic; UINT8 in, NMS and box mapping FP32).
 TensorRT builds the graph strongly typed: the precision is the graph's (build_engine.py).
 
-    python yolo_triton/export/create_onnx.py --weights yolo11n.pt --variant yolov11_nano --nms onnx [--precision fp16] -o model.onnx
+    python -m yolo_triton.export.create_onnx --weights yolo11n.pt --variant yolov11_nano --nms onnx \
+        [--precision fp16] -o model.onnx
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def export_network(weights: str | Path, variant: Variant, workdir: Path) -> onnx
         local = Path(weights)  # a bare name such as yolo11n.pt: Ultralytics downloads it
     # nms=False selects the one-to-one head of YOLO26; None (Ultralytics' default) the usual one
     nms = False if variant.nms_free else None
-    path = YOLO(str(local)).export(format="onnx", imgsz=variant.imgsz, dynamic=True, simplify=True, opset=OPSET, nms=nms)
+    path = YOLO(str(local)).export(
+        format="onnx", imgsz=variant.imgsz, dynamic=True, simplify=True, opset=OPSET, nms=nms
+    )
     model = onnx.load(path)
     # A square variant only ever sees imgsz x imgsz: fixing it lets every shape computation fold
     # away, so TensorRT gets a graph static but for the batch (output0 [B, 84, 8400], not symbolic).
@@ -95,9 +98,15 @@ class _Builder:
         return gs.Constant(name, np.asarray(value))
 
     def slice(self, x, start: int, end: int, axis: int):
-        return self.op("Slice", [x, self.const(f"s{start}_{end}_{axis}_{self.count}", [start]),
-                                 self.const(f"e{start}_{end}_{axis}_{self.count}", [end]),
-                                 self.const(f"a{start}_{end}_{axis}_{self.count}", [axis])])
+        return self.op(
+            "Slice",
+            [
+                x,
+                self.const(f"s{start}_{end}_{axis}_{self.count}", [start]),
+                self.const(f"e{start}_{end}_{axis}_{self.count}", [end]),
+                self.const(f"a{start}_{end}_{axis}_{self.count}", [axis]),
+            ],
+        )
 
 
 def _decode_head(b: _Builder, v: Variant, output0: gs.Variable):
@@ -137,8 +146,13 @@ def _onnx_nms(b: _Builder, v: Variant, boxes, candidates, best, best_class):
         return _per_class_nms(b, v, boxes, candidates)
     nms_boxes = boxes
     if not v.class_agnostic:
-        offset = b.op("Mul", [b.op("Cast", [best_class], to=onnx.TensorProto.FLOAT), b.const("class_offset", np.float32(CLASS_OFFSET))])
-        nms_boxes = b.op("Add", [boxes, b.op("Unsqueeze", [offset, b.const("axis2_offset", np.array([2], dtype=np.int64))])])
+        offset = b.op(
+            "Mul",
+            [b.op("Cast", [best_class], to=onnx.TensorProto.FLOAT), b.const("class_offset", np.float32(CLASS_OFFSET))],
+        )
+        nms_boxes = b.op(
+            "Add", [boxes, b.op("Unsqueeze", [offset, b.const("axis2_offset", np.array([2], dtype=np.int64))])]
+        )
     nms_scores = b.op("Unsqueeze", [best, b.const("axis1", np.array([1], dtype=np.int64))])  # [B, 1, N]
     selected = _nms_node(b, v, nms_boxes, nms_scores)  # [M, 3]: (batch, 0, anchor)
     batch_anchor = b.op("Gather", [selected, b.const("batch_anchor_cols", np.array([0, 2], dtype=np.int64))], axis=1)
@@ -146,9 +160,17 @@ def _onnx_nms(b: _Builder, v: Variant, boxes, candidates, best, best_class):
     # Scatter the survivors into a dense [B, N] map (each anchor once), then take each image's top K
     zeros = b.op("ConstantOfShape", [b.op("Shape", [best])], value=_ZERO)
     dense = _at_least_k(b, v, b.op("ScatterND", [zeros, batch_anchor, kept_scores]))
-    top_scores, top_anchor = b.op("TopK", [dense, b.const("k", np.array([v.max_detections], dtype=np.int64))], outputs=2, axis=1)
+    top_scores, top_anchor = b.op(
+        "TopK", [dense, b.const("k", np.array([v.max_detections], dtype=np.int64))], outputs=2, axis=1
+    )
     if v.rect:  # a padding column's index, past the anchors (its score is 0: a row past num)
-        top_anchor = b.op("Min", [top_anchor, b.op("Sub", [b.op("Shape", [best], start=1, end=2), b.const("one_i", np.array([1], dtype=np.int64))])])
+        top_anchor = b.op(
+            "Min",
+            [
+                top_anchor,
+                b.op("Sub", [b.op("Shape", [best], start=1, end=2), b.const("one_i", np.array([1], dtype=np.int64))]),
+            ],
+        )
     top_class = b.op("GatherElements", [best_class, top_anchor], axis=1)
     return _top_detections(b, boxes, top_scores, top_anchor, top_class)
 
@@ -161,8 +183,17 @@ def _per_class_nms(b: _Builder, v: Variant, boxes, candidates):
     # Scatter the survivors into a dense [B, C*N] map, then take each image's top K: sorted by
     # score, like EfficientNMS_TRT; the flat index is class * N + anchor.
     zeros = b.op("ConstantOfShape", [b.op("Shape", [by_class])], value=_ZERO)
-    dense = _at_least_k(b, v, b.op("Reshape", [b.op("ScatterND", [zeros, selected, kept_scores]), b.const("flat", np.array([0, -1], dtype=np.int64))]))
-    top_scores, top_index = b.op("TopK", [dense, b.const("k", np.array([v.max_detections], dtype=np.int64))], outputs=2, axis=1)
+    dense = _at_least_k(
+        b,
+        v,
+        b.op(
+            "Reshape",
+            [b.op("ScatterND", [zeros, selected, kept_scores]), b.const("flat", np.array([0, -1], dtype=np.int64))],
+        ),
+    )
+    top_scores, top_index = b.op(
+        "TopK", [dense, b.const("k", np.array([v.max_detections], dtype=np.int64))], outputs=2, axis=1
+    )
     anchors = b.op("Shape", [boxes], start=1, end=2)  # N
     return _top_detections(b, boxes, top_scores, b.op("Mod", [top_index, anchors]), b.op("Div", [top_index, anchors]))
 
@@ -175,24 +206,47 @@ def _at_least_k(b: _Builder, v: Variant, dense):
     420 anchors) may have fewer than K, which TopK refuses."""
     if not v.rect:
         return dense
-    zeros = b.op("ConstantOfShape", [b.op("Concat", [b.op("Shape", [dense], start=0, end=1),
-                                                     b.const("k_cols", np.array([v.max_detections], dtype=np.int64))], axis=0)], value=_ZERO)
+    zeros = b.op(
+        "ConstantOfShape",
+        [
+            b.op(
+                "Concat",
+                [
+                    b.op("Shape", [dense], start=0, end=1),
+                    b.const("k_cols", np.array([v.max_detections], dtype=np.int64)),
+                ],
+                axis=0,
+            )
+        ],
+        value=_ZERO,
+    )
     return b.op("Concat", [dense, zeros], axis=1)
 
 
 def _nms_node(b: _Builder, v: Variant, boxes, scores):
-    return b.op("NonMaxSuppression", [
-        boxes, scores,
-        b.const("max_output_boxes_per_class", np.array([v.max_detections], dtype=np.int64)),
-        b.const("iou_threshold", np.array([v.iou], dtype=np.float32)),
-        b.const("score_threshold", np.array([v.conf], dtype=np.float32)),
-    ], center_point_box=0)
+    return b.op(
+        "NonMaxSuppression",
+        [
+            boxes,
+            scores,
+            b.const("max_output_boxes_per_class", np.array([v.max_detections], dtype=np.int64)),
+            b.const("iou_threshold", np.array([v.iou], dtype=np.float32)),
+            b.const("score_threshold", np.array([v.conf], dtype=np.float32)),
+        ],
+        center_point_box=0,
+    )
 
 
 def _top_detections(b: _Builder, boxes, top_scores, top_anchor, top_class):
     """num [B, 1] (scores above 0), boxes [B, K, 4], scores [B, K], classes INT32 [B, K]."""
-    num = b.op("ReduceSum", [b.op("Cast", [b.op("Greater", [top_scores, b.const("zero_f", np.float32(0))])], to=onnx.TensorProto.INT32),
-                             b.const("axis1_sum", np.array([1], dtype=np.int64))], keepdims=1)  # [B, 1]
+    num = b.op(
+        "ReduceSum",
+        [
+            b.op("Cast", [b.op("Greater", [top_scores, b.const("zero_f", np.float32(0))])], to=onnx.TensorProto.INT32),
+            b.const("axis1_sum", np.array([1], dtype=np.int64)),
+        ],
+        keepdims=1,
+    )  # [B, 1]
     anchor_idx = b.op("Unsqueeze", [top_anchor, b.const("axis2_idx", np.array([2], dtype=np.int64))])  # [B, K, 1]
     top_boxes = b.op("GatherND", [boxes, anchor_idx], batch_dims=1)  # [B, K, 4]
     return num, top_boxes, top_scores, b.op("Cast", [top_class], to=onnx.TensorProto.INT32)
@@ -200,15 +254,20 @@ def _top_detections(b: _Builder, boxes, top_scores, top_anchor, top_class):
 
 def _efficient_nms(b: _Builder, v: Variant, boxes, candidates, best, best_class):
     """TensorRT's EfficientNMS_TRT plugin (see its README for the attributes)."""
-    return b.op("EfficientNMS_TRT", [boxes, candidates], outputs=4, domain=PLUGIN_DOMAIN,
-                plugin_version="1",
-                background_class=-1,  # every class is a real class
-                box_coding=0,  # boxes already x1, y1, x2, y2
-                iou_threshold=float(v.iou),
-                max_output_boxes=int(v.max_detections),
-                score_activation=0,  # scores are sigmoid outputs already
-                score_threshold=float(v.conf),
-                class_agnostic=int(v.class_agnostic))
+    return b.op(
+        "EfficientNMS_TRT",
+        [boxes, candidates],
+        outputs=4,
+        domain=PLUGIN_DOMAIN,
+        plugin_version="1",
+        background_class=-1,  # every class is a real class
+        box_coding=0,  # boxes already x1, y1, x2, y2
+        iou_threshold=float(v.iou),
+        max_output_boxes=int(v.max_detections),
+        score_activation=0,  # scores are sigmoid outputs already
+        score_threshold=float(v.conf),
+        class_agnostic=int(v.class_agnostic),
+    )
 
 
 _NMS = {"onnx": _onnx_nms, "efficient_nms": _efficient_nms}
@@ -222,9 +281,17 @@ def _one_to_one(b: _Builder, v: Variant, output0: gs.Variable):
     classes = b.op("Squeeze", [b.slice(output0, 5, 6, axis=2), b.const("axis2_class", np.array([2], dtype=np.int64))])
     above = b.op("Greater", [scores, b.const("conf", np.float32(v.conf))])
     kept = b.op("Where", [above, scores, b.const("zero_kept", np.float32(0))])
-    top_scores, top = b.op("TopK", [kept, b.const("k", np.array([v.max_detections], dtype=np.int64))], outputs=2, axis=1)
-    num = b.op("ReduceSum", [b.op("Cast", [b.op("Greater", [top_scores, b.const("zero_f", np.float32(0))])], to=onnx.TensorProto.INT32),
-                             b.const("axis1_sum", np.array([1], dtype=np.int64))], keepdims=1)
+    top_scores, top = b.op(
+        "TopK", [kept, b.const("k", np.array([v.max_detections], dtype=np.int64))], outputs=2, axis=1
+    )
+    num = b.op(
+        "ReduceSum",
+        [
+            b.op("Cast", [b.op("Greater", [top_scores, b.const("zero_f", np.float32(0))])], to=onnx.TensorProto.INT32),
+            b.const("axis1_sum", np.array([1], dtype=np.int64)),
+        ],
+        keepdims=1,
+    )
     index = b.op("Unsqueeze", [top, b.const("axis2_idx", np.array([2], dtype=np.int64))])
     top_boxes = b.op("GatherND", [boxes, index], batch_dims=1)
     top_classes = b.op("Cast", [b.op("GatherND", [classes, index], batch_dims=1)], to=onnx.TensorProto.INT32)
@@ -234,9 +301,13 @@ def _one_to_one(b: _Builder, v: Variant, output0: gs.Variable):
 def _to_original_pixels(b: _Builder, v: Variant, letterbox, num, boxes, scores, classes):
     """(box - pad) / scale, clipped to the image; rows past num zeroed (classes -1)."""
     b.scope = BOX_MAPPING_SCOPE
+
     def per_box(start):  # [B, 2] -> [B, 1, 4] as (x, y, x, y)
         pair = b.slice(letterbox, start, start + 2, axis=1)
-        return b.op("Unsqueeze", [b.op("Concat", [pair, pair], axis=1), b.const(f"axis1_{start}", np.array([1], dtype=np.int64))])
+        return b.op(
+            "Unsqueeze",
+            [b.op("Concat", [pair, pair], axis=1), b.const(f"axis1_{start}", np.array([1], dtype=np.int64))],
+        )
 
     pad, scale, size = per_box(0), per_box(2), per_box(4)
     mapped = b.op("Div", [b.op("Sub", [boxes, pad]), scale])
@@ -260,7 +331,9 @@ def network_in_fp16(network: onnx.ModelProto) -> onnx.ModelProto:
     return convert_float_to_float16(network, keep_io_types=True)
 
 
-def build_detector_graph(network: onnx.ModelProto, variant: Variant, nms: str, precision: str = "fp32") -> onnx.ModelProto:
+def build_detector_graph(
+    network: onnx.ModelProto, variant: Variant, nms: str, precision: str = "fp32"
+) -> onnx.ModelProto:
     """Wrap Ultralytics' network graph into the detector graph of the contract; precision "fp16"
     runs the network (not the NMS or the box mapping) in FP16."""
     if nms not in _NMS:
@@ -272,7 +345,10 @@ def build_detector_graph(network: onnx.ModelProto, variant: Variant, nms: str, p
     net_in, output0 = graph.inputs[0], graph.outputs[0]
     expected_rows = (None, 6) if variant.nms_free else (4 + variant.num_classes, None)
     if any(e is not None and e != got for e, got in zip(expected_rows, output0.shape[1:])):
-        raise ValueError(f"output0 {output0.shape} is not the {'NMS-free' if variant.nms_free else 'detection'} head of {variant.name}")
+        raise ValueError(
+            f"output0 {output0.shape} is not the {'NMS-free' if variant.nms_free else 'detection'} head "
+            f"of {variant.name}"
+        )
 
     img_spec = letterboxed_images(variant.imgsz, variant.rect)
     image_shape = ["batch", *(d if d > 0 else name for d, name in zip(img_spec.dims, ("channels", "height", "width")))]
@@ -321,7 +397,9 @@ def main():
     parser.add_argument("--weights", required=True, help="Ultralytics .pt file (or a name Ultralytics can download)")
     parser.add_argument("--variant", required=True, choices=sorted(VARIANTS), help="row of the variant table")
     parser.add_argument("--nms", default="onnx", choices=NMS_FLAVOURS)
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="of the network (NMS and box mapping: FP32)")
+    parser.add_argument(
+        "--precision", default="fp32", choices=PRECISIONS, help="of the network (NMS and box mapping: FP32)"
+    )
     parser.add_argument("-o", "--output", required=True, help="where to write the .onnx")
     args = parser.parse_args()
     print(create_onnx(args.weights, VARIANTS[args.variant], args.nms, args.output, args.precision))

@@ -16,7 +16,6 @@ import triton_python_backend_utils as pb_utils
 
 from yolo_triton.contract import DEFAULT_IMGSZ
 
-
 # Images per ONNX Runtime call. On the CPU a larger batch is no faster per image (2 cores, per
 # image: yolo11n 55 / 52 / 60 ms at 1 / 4 / 8, yolo11m 392 / 410 / 422 ms), while ONNX Runtime's
 # memory arena keeps the largest call's memory (yolo11m: 0.5 / 1.6 / 3.0 GB): Triton's batches
@@ -38,17 +37,28 @@ class TritonPythonModel:
         # warm-up, so the first request does not pay for ONNX Runtime's first run (a rect variant's
         # free height and width: the default square)
         types = {"TYPE_UINT8": np.uint8, "TYPE_FP32": np.float32}
-        self.session.run(self.output_names, {i["name"]: np.ones((1, *(d if d > 0 else DEFAULT_IMGSZ for d in i["dims"])), types[i["data_type"]])
-                                             for i in config["input"]})
+        self.session.run(
+            self.output_names,
+            {
+                i["name"]: np.ones((1, *(d if d > 0 else DEFAULT_IMGSZ for d in i["dims"])), types[i["data_type"]])
+                for i in config["input"]
+            },
+        )
 
     def execute(self, requests):
-        inputs = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names] for r in requests]
+        inputs = [
+            [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names] for r in requests
+        ]
         sizes = [len(x[0]) for x in inputs]
         batch = {name: np.concatenate([x[i] for x in inputs]) for i, name in enumerate(self.input_names)}
-        runs = [self.session.run(self.output_names, {name: x[start:start + SESSION_BATCH] for name, x in batch.items()})
-                for start in range(0, sum(sizes), SESSION_BATCH)]
+        runs = [
+            self.session.run(self.output_names, {name: x[start : start + SESSION_BATCH] for name, x in batch.items()})
+            for start in range(0, sum(sizes), SESSION_BATCH)
+        ]
         outputs = [np.concatenate(parts) for parts in zip(*runs)]
         cuts = np.cumsum(sizes)[:-1]
         per_request = zip(*(np.split(out, cuts) for out in outputs))
-        return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, o) for n, o in zip(self.output_names, outs)])
-                for outs in per_request]
+        return [
+            pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, o) for n, o in zip(self.output_names, outs)])
+            for outs in per_request
+        ]

@@ -86,26 +86,40 @@ class TritonPythonModel:
         with self.device:
             self.stream = cp.cuda.Stream(non_blocking=True)
             # ONNX Runtime works on this stream, so the input copies made on it come first
-            cuda = {"device_id": self.device_id, "user_compute_stream": str(self.stream.ptr),
-                    "use_tf32": "0",  # TF32 convolutions moved detections against the CPU graph
-                    "arena_extend_strategy": "kSameAsRequested",
-                    # NHWC convolutions (tensor cores without layout transposes): config parameter
-                    "prefer_nhwc": parameters.get("prefer_nhwc", "0")}
+            cuda = {
+                "device_id": self.device_id,
+                "user_compute_stream": str(self.stream.ptr),
+                "use_tf32": "0",  # TF32 convolutions moved detections against the CPU graph
+                "arena_extend_strategy": "kSameAsRequested",
+                # NHWC convolutions (tensor cores without layout transposes): config parameter
+                "prefer_nhwc": parameters.get("prefer_nhwc", "0"),
+            }
             providers = [("CUDAExecutionProvider", cuda)]
             if _tensorrt_present():
                 cache = os.path.join(args["model_repository"], "trt_cache")
                 os.makedirs(cache, exist_ok=True)
-                providers.insert(0, ("TensorrtExecutionProvider", {
-                    "device_id": self.device_id, "user_compute_stream": str(self.stream.ptr),
-                    "trt_engine_cache_enable": "True", "trt_engine_cache_path": cache}))
+                providers.insert(
+                    0,
+                    (
+                        "TensorrtExecutionProvider",
+                        {
+                            "device_id": self.device_id,
+                            "user_compute_stream": str(self.stream.ptr),
+                            "trt_engine_cache_enable": "True",
+                            "trt_engine_cache_path": cache,
+                        },
+                    ),
+                )
             options = ort.SessionOptions()
             options.log_severity_level = 3  # no per-node placement warnings in the server log
             self.new_session = lambda: ort.InferenceSession(path, options, providers=providers)
             self.runs = collections.OrderedDict()  # (batch size, height, width) -> _Run; (size, 0, 0) when not rect
-            for size in ([] if self.rect else sizes):
+            for size in [] if self.rect else sizes:
                 self.runs[size, 0, 0] = self._new_run(size)
-        pb_utils.Logger.log_info(f"{config['name']}: ONNX Runtime {ort.__version__} {providers[0][0]} on GPU {self.device_id}, "
-                                 f"one session per batch size {sizes}{' and input shape, made when first used' if self.rect else ''}")
+        pb_utils.Logger.log_info(
+            f"{config['name']}: ONNX Runtime {ort.__version__} {providers[0][0]} on GPU {self.device_id}, "
+            f"one session per batch size {sizes}{' and input shape, made when first used' if self.rect else ''}"
+        )
 
     def _new_run(self, size: int, shape=None) -> _Run:
         run = _Run(self.new_session(), size, self.config["input"], self.config["output"], self.device_id, shape)
@@ -149,24 +163,32 @@ class TritonPythonModel:
                 target = run.inputs[name]
                 on_host = [t[i].as_numpy() for t in tensors if t[i].is_cpu()]
                 if len(on_host) == len(tensors):  # small inputs (letterbox) come from host memory: one copy up
-                    target[:sum(counts)].set(np.concatenate(on_host), self.stream)
+                    target[: sum(counts)].set(np.concatenate(on_host), self.stream)
                     continue
                 start, row_bytes = 0, target[0].nbytes
                 for request_tensors, count in zip(tensors, counts):
                     tensor = request_tensors[i]
                     if tensor.is_cpu():
-                        target[start:start + count].set(tensor.as_numpy(), self.stream)
+                        target[start : start + count].set(tensor.as_numpy(), self.stream)
                     else:  # GPU memory from preprocess: a device-to-device copy into the bound buffer
                         source = cp.from_dlpack(tensor.to_dlpack())
                         if not source.flags.c_contiguous or source.dtype != target.dtype:
-                            raise ValueError(f"{name}: expected contiguous {target.dtype}, got {source.dtype} strides {source.strides}")
-                        cp.cuda.runtime.memcpyAsync(target[start:start + count].data.ptr, source.data.ptr, count * row_bytes,
-                                                    cp.cuda.runtime.memcpyDeviceToDevice, self.stream.ptr)
+                            raise ValueError(
+                                f"{name}: expected contiguous {target.dtype}, "
+                                f"got {source.dtype} strides {source.strides}"
+                            )
+                        cp.cuda.runtime.memcpyAsync(
+                            target[start : start + count].data.ptr,
+                            source.data.ptr,
+                            count * row_bytes,
+                            cp.cuda.runtime.memcpyDeviceToDevice,
+                            self.stream.ptr,
+                        )
                     start += count
             self._run(run)
         responses, start = [], 0
         for count in counts:  # views: the stub copies them out before the next execute() reuses the buffers
-            outputs = [pb_utils.Tensor(n, run.outputs[n][start:start + count]) for n in self.output_names]
+            outputs = [pb_utils.Tensor(n, run.outputs[n][start : start + count]) for n in self.output_names]
             responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
             start += count
         return responses

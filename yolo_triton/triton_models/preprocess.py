@@ -5,7 +5,8 @@ Input `image` (BYTES, one encoded image per row). Outputs `images` (UINT8 [3, S,
 `images` stays in GPU memory and goes to the detector by DLPack; on the CPU, OpenCV
 (preprocessing.py). Config parameters: `imgsz`; `rect` ("1": each request letterboxed to the
 smallest multiple of the stride, so its `images` have its own height and width); `device`: "auto"
-(the GPU when CuPy, nvImageCodec and a GPU are there), "gpu" or "cpu". A row that does not decode fails its own request with a message naming
+(the GPU when CuPy, nvImageCodec and a GPU are there), "gpu" or "cpu". A row that does not decode
+fails its own request with a message naming
 the row; the other requests of the same batch are answered normally.
 """
 
@@ -45,7 +46,9 @@ class TritonPythonModel:
 
             from yolo_triton.gpu_preprocessing import GpuPreprocessor
 
-            device_id = int(args.get("model_instance_device_id", 0) or 0) if args.get("model_instance_kind") == "GPU" else 0
+            device_id = (
+                int(args.get("model_instance_device_id", 0) or 0) if args.get("model_instance_kind") == "GPU" else 0
+            )
             self.impl = GpuPreprocessor(imgsz, device_id, rect=self.rect)
             with self.impl.device:
                 self.stream = cupy.cuda.Stream(non_blocking=True)
@@ -63,7 +66,9 @@ class TritonPythonModel:
         if self.on_gpu:
             with self.impl.device, self.stream:
                 decoded = self.impl.decode(flat, self.stream)
-                results = self._split(requests_rows, decoded, lambda good: self.impl.letterbox(good, self.stream), self.rect)
+                results = self._split(
+                    requests_rows, decoded, lambda good: self.impl.letterbox(good, self.stream), self.rect
+                )
                 self.stream.synchronize()  # the decoded images may be freed once the kernel has read them
             return results
         return self._split(requests_rows, self.impl.decode(flat), self.impl.letterbox, self.rect)
@@ -73,7 +78,7 @@ class TritonPythonModel:
         """per_request (rect): each request letterboxed alone, to its own shape; else all at once."""
         outcomes, good, start = [], [], 0
         for rows in requests_rows:
-            mine = decoded[start:start + len(rows)]
+            mine = decoded[start : start + len(rows)]
             start += len(rows)
             bad = next(((i, r) for i, r in enumerate(mine) if isinstance(r, ImageError)), None)
             if bad:
@@ -82,9 +87,9 @@ class TritonPythonModel:
                 outcomes.append((len(good), len(good) + len(mine)))
                 good.extend(mine)
         if per_request:
-            return [o if isinstance(o, ImageError) else letterbox(good[o[0]:o[1]]) for o in outcomes]
+            return [o if isinstance(o, ImageError) else letterbox(good[o[0] : o[1]]) for o in outcomes]
         batch, params = letterbox(good)
-        return [o if isinstance(o, ImageError) else (batch[o[0]:o[1]], params[o[0]:o[1]]) for o in outcomes]
+        return [o if isinstance(o, ImageError) else (batch[o[0] : o[1]], params[o[0] : o[1]]) for o in outcomes]
 
     def execute(self, requests):
         rows = [pb_utils.get_input_tensor_by_name(r, IMAGE_INPUT.name).as_numpy().reshape(-1) for r in requests]
@@ -96,7 +101,12 @@ class TritonPythonModel:
                 continue
             images, params = result
             # a bare DLPack capsule: no stream synchronisation per response (_preprocess has synchronised once)
-            images = (pb_utils.Tensor.from_dlpack(self.images_spec.name, images.toDlpack()) if self.on_gpu
-                      else pb_utils.Tensor(self.images_spec.name, images))
-            responses.append(pb_utils.InferenceResponse(output_tensors=[images, pb_utils.Tensor(LETTERBOX_PARAMS.name, params)]))
+            images = (
+                pb_utils.Tensor.from_dlpack(self.images_spec.name, images.toDlpack())
+                if self.on_gpu
+                else pb_utils.Tensor(self.images_spec.name, images)
+            )
+            responses.append(
+                pb_utils.InferenceResponse(output_tensors=[images, pb_utils.Tensor(LETTERBOX_PARAMS.name, params)])
+            )
         return responses
