@@ -13,8 +13,8 @@ import pytest
 
 from yolo_triton.contract import BUILTIN_MODELS, VARIANTS, Variant
 from yolo_triton.models_file import load_models_file
-from yolo_triton.repository import TEST_DATA
 from yolo_triton.tritonserver import TritonServer, free_ports
+from yolo_triton.weights import TEST_DATA
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics: no update or hub checks
 

@@ -9,7 +9,7 @@ For each chosen variant it writes three models, all configs generated from contr
     <variant>               ensemble: image -> preprocess -> detector -> num_dets, det_boxes, ...
 
     python -m yolo_triton.repository [--out model_repository] [--target auto|onnxruntime-gpu|...]
-    (weights: see resolve_weights; target "auto": see auto_target, YOLO_DEVICE=auto|gpu|cpu;
+    (models and weights: see yolo_triton.weights; target "auto": see auto_target, YOLO_DEVICE=auto|gpu|cpu;
      YOLO_PRECISION=fp16|fp32 overrides the target's precision of the network)
 """
 
@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, replace
@@ -28,7 +27,8 @@ from pathlib import Path
 
 from yolo_triton import contract
 from yolo_triton.contract import BUILTIN_SOURCE, CLASS_NAMES_PARAMETER, VARIANTS, TensorSpec, Variant
-from yolo_triton.models_file import ModelsFileError, inspect_weights, load_models_file
+from yolo_triton.models_file import ModelsFileError, inspect_weights
+from yolo_triton.weights import NoWeights, models_source, resolve_models
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "model_repository"
@@ -316,98 +316,6 @@ def ensemble_config(v: Variant) -> str:
         + f"ensemble_scheduling {{\n  step [\n{steps}\n  ]\n}}\n"
         + f'parameters {{ key: "{CLASS_NAMES_PARAMETER}" value: {{ string_value: {_text(json.dumps(list(v.class_names), ensure_ascii=False))} }} }}\n'
     )
-
-
-# Where the project's test weights lie (tests and `make serve` offline): the YOLO_TEST_DATA folder
-TEST_DATA = ROOT.parent / "shared" / "data"
-WEIGHTS_HOST = ("github.com", 443)  # where Ultralytics downloads its release assets from
-
-
-class NoWeights(Exception):
-    """Nothing named, nothing downloadable, no test weights: what the user must set."""
-
-
-def network_available(timeout: float = 2.0) -> bool:
-    """Whether Ultralytics could download weights now (a TCP connection to its assets' host)."""
-    try:
-        socket.create_connection(WEIGHTS_HOST, timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def resolve_weights(env: dict[str, str] | None = None, online=None) -> dict[str, str]:
-    """Variant name -> weights to export, from the environment:
-
-    YOLO_MODELS       comma-separated variants to serve (default: the one YOLO_WEIGHTS names,
-                      else every variant found in YOLO_WEIGHTS_DIR, else the default YOLO11 n/s/m)
-    YOLO_WEIGHTS      one .pt file; it serves the variant whose weights have its file name
-                      (yolo11n.pt -> yolov11_nano), or the single variant named in YOLO_MODELS
-    YOLO_WEIGHTS_DIR  a folder of .pt files named as in the variant table
-    otherwise         the bare file name, which Ultralytics downloads; with no network, the test
-                      weights of YOLO_TEST_DATA (default ../shared/data) if it holds them (saying
-                      so in one line), else NoWeights naming what to set
-    """
-    env = os.environ if env is None else env
-    names = [n.strip() for n in env.get("YOLO_MODELS", "").split(",") if n.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; the variant table has {sorted(VARIANTS)}")
-    if env.get("YOLO_WEIGHTS"):
-        path = env["YOLO_WEIGHTS"]
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"YOLO_WEIGHTS={path} is not a file")
-        if not names:
-            match = contract.variant_for_weights(path)
-            if match is None:
-                raise ValueError(
-                    f"no variant uses weights named {Path(path).name}; name one with YOLO_MODELS=<variant>"
-                )
-            names = [match.name]
-        if len(names) != 1:
-            raise ValueError("YOLO_WEIGHTS gives one file: name at most one variant in YOLO_MODELS")
-        return {names[0]: path}
-    if env.get("YOLO_WEIGHTS_DIR"):
-        folder = Path(env["YOLO_WEIGHTS_DIR"])
-        chosen = names or [n for n in contract.DEFAULT_VARIANTS if (folder / VARIANTS[n].weights).is_file()]
-        missing = [str(folder / VARIANTS[n].weights) for n in chosen if not (folder / VARIANTS[n].weights).is_file()]
-        if missing or not chosen:
-            raise FileNotFoundError(f"weights not found: {missing or folder}")
-        return {n: str(folder / VARIANTS[n].weights) for n in chosen}
-    chosen = names or list(contract.DEFAULT_VARIANTS)
-    if (online or network_available)():
-        return {n: VARIANTS[n].weights for n in chosen}
-    test_weights = Path(env.get("YOLO_TEST_DATA", TEST_DATA)) / "weights"
-    if all((test_weights / VARIANTS[n].weights).is_file() for n in chosen):
-        print(
-            f"No network to download weights: serving the project's test weights from {test_weights} "
-            f"(trained on coco128 only, see the README there); set YOLO_WEIGHTS or YOLO_WEIGHTS_DIR for yours.",
-            flush=True,
-        )
-        return {n: str(test_weights / VARIANTS[n].weights) for n in chosen}
-    raise NoWeights(
-        f"No weights for {', '.join(chosen)}: no network to download them and none in {test_weights}. "
-        "Set YOLO_WEIGHTS=/path/to/weights.pt (with YOLO_MODELS=<variant> for another file name) "
-        "or YOLO_WEIGHTS_DIR=/folder/of/weights."
-    )
-
-
-def resolve_models(env: dict[str, str] | None = None, online=None) -> dict[str, Variant]:
-    """Name -> Variant to serve: YOLO_MODELS_FILE's models (models_file.py), else the built-in table's
-    with the weights of resolve_weights."""
-    env = os.environ if env is None else env
-    if env.get("YOLO_MODELS_FILE"):
-        others = [k for k in ("YOLO_MODELS", "YOLO_WEIGHTS", "YOLO_WEIGHTS_DIR") if env.get(k)]
-        if others:
-            raise ModelsFileError(f"YOLO_MODELS_FILE names the models and their weights: unset {', '.join(others)}")
-        return load_models_file(env["YOLO_MODELS_FILE"])
-    return {n: replace(VARIANTS[n], weights=w) for n, w in resolve_weights(env, online).items()}
-
-
-def models_source(env: dict[str, str] | None = None) -> str:
-    """What errors about the served models name: the models file, or the built-in table."""
-    env = os.environ if env is None else env
-    return env.get("YOLO_MODELS_FILE") or BUILTIN_SOURCE
 
 
 def _export_key(v: Variant, weights: str, target: Target, precision: str) -> str:

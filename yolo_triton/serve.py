@@ -2,7 +2,7 @@
 
 python -m yolo_triton.serve   (models from YOLO_MODELS_FILE, see yolo_triton.models_file, or
                                weights from YOLO_WEIGHTS / YOLO_WEIGHTS_DIR / YOLO_MODELS, see
-                               yolo_triton.repository.resolve_weights; all on the GPU where
+                               yolo_triton.weights.resolve_weights; all on the GPU where
                                one and its runtime are, else the CPU: YOLO_DEVICE=gpu|cpu forces)
 """
 
@@ -16,17 +16,9 @@ import threading
 from pathlib import Path
 
 from yolo_triton.models_file import ModelsFileError
-from yolo_triton.repository import (
-    DEFAULT_OUT,
-    ROOT,
-    TARGETS,
-    NoWeights,
-    choose_target,
-    models_source,
-    resolve_models,
-    write_repository,
-)
+from yolo_triton.repository import DEFAULT_OUT, ROOT, TARGETS, choose_target, write_repository
 from yolo_triton.tritonserver import TritonServer, gpu_server_args
+from yolo_triton.weights import NoWeights, models_source, resolve_models
 
 FIRST_REQUEST = """\
 Serving {models} on 127.0.0.1 (HTTP {http}, gRPC {grpc}, metrics {metrics}). Ctrl-C stops it.

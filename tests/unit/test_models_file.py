@@ -10,7 +10,8 @@ from conftest import weights_of
 
 from yolo_triton.contract import BUILTIN_MODELS, EVALUATION_SETTINGS, VARIANTS, Variant
 from yolo_triton.models_file import ModelsFileError, inspect_weights, load_models_file, parse_models
-from yolo_triton.repository import resolve_models, write_repository
+from yolo_triton.repository import write_repository
+from yolo_triton.weights import resolve_models
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from yolo_triton.contract import DEFAULT_VARIANTS
-from yolo_triton.repository import ROOT, NoWeights, resolve_weights
+from yolo_triton.weights import ROOT, NoWeights, resolve_weights
 
 ONLINE, OFFLINE = (lambda: True), (lambda: False)
 
@@ -52,8 +52,8 @@ def test_offline_without_test_weights_names_what_to_set(tmp_path):
 def test_nothing_to_serve_exits_2_with_one_message(tmp_path):
     """The command `make serve` runs, with no network and no test weights: status 2, no traceback."""
     offline = (
-        "import sys; from yolo_triton import repository, serve; "
-        "repository.network_available = lambda timeout=2.0: False; "
+        "import sys; from yolo_triton import serve, weights; "
+        "weights.network_available = lambda timeout=2.0: False; "
         "sys.argv = ['serve', '--repository', sys.argv[1]]; serve.main()"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")} | {"YOLO_TEST_DATA": str(tmp_path)}
