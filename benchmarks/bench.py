@@ -39,17 +39,15 @@ import numpy as np
 
 from benchmarks.perf_input import perf_input
 from yolo_triton.contract import VARIANTS, TensorSpec, Variant
+from yolo_triton.model_config import model_config
 from yolo_triton.preprocessing import CpuPreprocessor
-from yolo_triton.repository import (
+from yolo_triton.repository import MODEL_SOURCES, ROOT, write_repository
+from yolo_triton.targets import (
     CPU_DETECTOR_INSTANCES,
     GPU_DETECTOR_INSTANCES,
     GPU_QUEUE_DELAY_US,
-    MODEL_SOURCES,
-    ROOT,
     TARGETS,
-    model_config,
     onnxruntime_gpu_parameters,
-    write_repository,
 )
 from yolo_triton.tritonserver import TritonServer, free_ports, wheel_root
 

@@ -16,7 +16,8 @@ import threading
 from pathlib import Path
 
 from yolo_triton.models_file import ModelsFileError
-from yolo_triton.repository import DEFAULT_OUT, ROOT, TARGETS, choose_target, write_repository
+from yolo_triton.repository import DEFAULT_OUT, ROOT, choose_target, write_repository
+from yolo_triton.targets import TARGETS
 from yolo_triton.tritonserver import TritonServer, gpu_server_args
 from yolo_triton.weights import NoWeights, models_source, resolve_models
 

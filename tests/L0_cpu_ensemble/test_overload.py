@@ -10,7 +10,7 @@ from matching import Detections, MatchCounts
 
 from yolo_triton.client.async_detector import image_input
 from yolo_triton.contract import VARIANTS
-from yolo_triton.repository import QUEUE_BATCHES
+from yolo_triton.model_config import QUEUE_BATCHES
 
 MODEL = "yolov11_medium"
 

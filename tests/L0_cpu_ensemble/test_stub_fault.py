@@ -23,7 +23,8 @@ import tritonclient.grpc as grpcclient
 import yaml
 
 from yolo_triton.client.async_detector import image_input
-from yolo_triton.repository import CPU_DETECTOR_INSTANCES, ROOT
+from yolo_triton.repository import ROOT
+from yolo_triton.targets import CPU_DETECTOR_INSTANCES
 from yolo_triton.tritonserver import TritonServer, free_ports
 
 VICTIM, BYSTANDER = "yolov11_nano", "yolov8_nano"

@@ -19,6 +19,7 @@ from conftest import weights_of
 from yolo_triton import repository
 from yolo_triton.contract import VARIANTS
 from yolo_triton.export.build_engine import build_engine, optimisation_profile
+from yolo_triton.model_config import detector_config
 
 PLAN = b"\x00raw serialized engine\xff"
 
@@ -196,7 +197,7 @@ def test_tensorrt_repository(trt, monkeypatch, tmp_path):
     out = repository.write_repository(tmp_path / "repo", weights, target="tensorrt")
     version = out / "yolov11_nano_detector" / "1"
     assert (version / "model.plan").read_bytes() == PLAN and not (version / "model.py").exists()
-    assert (out / "yolov11_nano_detector" / "config.pbtxt").read_text() == repository.detector_config(
+    assert (out / "yolov11_nano_detector" / "config.pbtxt").read_text() == detector_config(
         VARIANTS["yolov11_nano"], "tensorrt"
     )
     assert [n.op_type for n in onnx.load(version / "model.onnx").graph.node].count("EfficientNMS_TRT") == 1

@@ -7,18 +7,15 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from yolo_triton.contract import IMAGE_INPUT, PREPROCESS_MODEL, VARIANTS, detection_outputs
-from yolo_triton.repository import (
+from yolo_triton.model_config import QUEUE_BATCHES, detector_config, ensemble_config, preprocess_config
+from yolo_triton.repository import choose_target
+from yolo_triton.targets import (
     CPU_PREPROCESS_INSTANCES,
     GPU_DETECTOR_INSTANCES,
     GPU_PREFER_NHWC,
     GPU_PREPROCESS_INSTANCES,
     GPU_QUEUE_DELAY_US,
-    QUEUE_BATCHES,
     TARGETS,
-    choose_target,
-    detector_config,
-    ensemble_config,
-    preprocess_config,
 )
 
 DTYPE = model_config_pb2.DataType

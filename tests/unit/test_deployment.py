@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from yolo_triton.contract import LETTERBOX_PARAMS, VARIANTS, letterboxed_images
-from yolo_triton.repository import ROOT, TARGETS
+from yolo_triton.repository import ROOT
+from yolo_triton.targets import TARGETS
 from yolo_triton.tritonserver import PYTHON_BACKEND_CONFIG
 
 ENV = dict(line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines() if line and not line.startswith("#"))

@@ -13,7 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from yolo_triton.repository import ROOT, TARGETS
+from yolo_triton.repository import ROOT
+from yolo_triton.targets import TARGETS
 from yolo_triton.tritonserver import PYTHON_BACKEND_CONFIG
 
 HELM = Path(sys.executable).parent / "helm"
