@@ -1,8 +1,8 @@
 """The detector targets: one row per way of running a variant's detector, and all that differs between them.
 
-A row says which graph is exported (its NMS flavour and precision), what runs it and where, how the served artifact is
-built, and what the detector's config adds. yolo_triton.model_config turns rows into configs,
-yolo_triton.repository into files.
+A row says which graph is exported (its NMS flavour and precision), what runs it and where, how
+the served artifact is built, and what the detector's config adds. yolo_triton.model_config turns
+rows into configs, yolo_triton.repository into files.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class Target:
     # An engine runs only on the GPU model and TensorRT version that built it: both join its export key.
     engine: bool = False
     parameters: Callable[[Variant], dict[str, str]] | None = None  # the detector config's parameters
-    optimization: model_config_pb2.ModelOptimizationPolicy | None = None
+    optimization: model_config_pb2.ModelOptimizationPolicy | None = None  # the detector config's, if any
     warmup: bool = False  # the detector is warmed at load at batch 1 and the max batch (model_config.warmup)
 
     @property
