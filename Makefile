@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 GPU_INSTALLED := $(VENV)/.gpu-installed
 
-.PHONY: install repository serve test lint bench bench-input clean
+.PHONY: install repository serve test test-data lint bench bench-input clean
 
 install: $(INSTALLED) $(GPU_INSTALLED)
 
@@ -40,6 +40,10 @@ bench-input: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# the weights and coco128 images the tests read (online), into YOLO_TEST_DATA (default ../shared/data)
+test-data: install
+	$(PY) tests/fixtures/fetch_test_data.py
 
 # ruff, configured in pyproject.toml: the lint rules and the code's format
 lint: install

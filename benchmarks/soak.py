@@ -106,6 +106,7 @@ def soak(
     protocol: str = "grpc",
     warmup: float = 0.25,
 ) -> SoakReport:
+    from yolo_triton.boxes import box_iou
     from yolo_triton.client.async_detector import image_input, parse_result, tritonclient_module
     from yolo_triton.contract import VARIANTS
 
@@ -133,17 +134,11 @@ def soak(
             for d in clear(found)
         )
 
-    def iou(a, b) -> float:
-        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-        return w * h / union if union > 0 else 0.0
-
     def likeness(got, want) -> int:
         """Detections with a look-alike on the other side (same class, IoU >= 0.5), minus those
         without, both ways: highest for the photo an answer belongs to, whatever its scores."""
         alike = lambda found, others: sum(
-            any(o.class_id == d.class_id and iou(o.box, d.box) >= 0.5 for o in others) for d in clear(found)
+            any(o.class_id == d.class_id and box_iou(o.box, d.box)[0, 0] >= 0.5 for o in others) for d in clear(found)
         )
         return 2 * (alike(got, want) + alike(want, got)) - len(clear(got)) - len(clear(want))
 

@@ -20,16 +20,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from yolo_triton.boxes import box_iou
+
 MAX_CANDIDATES = 4096
-
-
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    lt = np.maximum(box[:2], others[:, :2])
-    rb = np.minimum(box[2:], others[:, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area(box) + area(others) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0)
 
 
 def efficient_nms(
@@ -69,7 +62,7 @@ def efficient_nms(
             if len(kept) == k:
                 break
             same = [j for j in kept if class_agnostic or cls[j] == cls[i]]
-            if same and (_iou(boxes[b, anchor[i]], boxes[b, anchor[same]]) > iou_threshold).any():
+            if same and (box_iou(boxes[b, anchor[i]], boxes[b, anchor[same]])[0] > iou_threshold).any():
                 continue
             kept.append(i)
         n = len(kept)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from yolo_triton.boxes import box_iou
+
 MIN_IOU = 0.9
 MAX_SCORE_DIFF = 0.02
 
@@ -37,15 +39,6 @@ class Detections:
         return cls(boxes[:n], scores[:n], classes[:n].astype(int))
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda x: (x[:, 2:] - x[:, :2]).clip(0).prod(-1)
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 @dataclass
 class MatchCounts:
     reference: int = 0  # Ultralytics' detections
@@ -67,7 +60,7 @@ class MatchCounts:
         self.reference += len(ref.scores)
         self.ours += len(ours.scores)
         iou = (
-            iou_matrix(ref.boxes, ours.boxes)
+            box_iou(ref.boxes, ours.boxes)
             if len(ref.scores) and len(ours.scores)
             else np.zeros((len(ref.scores), len(ours.scores)))
         )

@@ -6,6 +6,7 @@ these names, shapes and numbers from here, so none of them can drift from the ot
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ class TensorSpec:
 
     @property
     def numpy_dtype(self) -> np.dtype:
-        return np.dtype(_NUMPY_OF_TRITON[self.data_type])
+        return numpy_dtype(self.data_type)
 
     @property
     def datatype(self) -> str:
@@ -35,10 +36,32 @@ _NUMPY_OF_TRITON = {
     "TYPE_INT32": np.int32,
     "TYPE_FP32": np.float32,
 }
+
+
+def numpy_dtype(data_type: str) -> np.dtype:
+    """The NumPy type of a Triton config type ("TYPE_FP32" -> float32)."""
+    return np.dtype(_NUMPY_OF_TRITON[data_type])
+
+
 _PROTOCOL_OF_TRITON = {"TYPE_STRING": "BYTES", "TYPE_UINT8": "UINT8", "TYPE_INT32": "INT32", "TYPE_FP32": "FP32"}
 
 # --- What a client sends to and gets from every ensemble ---------------------------------------
 IMAGE_INPUT = TensorSpec("image", "TYPE_STRING", (1,))  # one encoded image (JPEG, PNG, ...) per row
+MAX_IMAGE_BYTES = 64 * 1024 * 1024  # one encoded image; a larger payload is refused before decoding
+# A request with an image that cannot be served fails alone, with this message (HTTP 400 /
+# INVALID_ARGUMENT); the client reads the reason back out of it.
+_IMAGE_ERROR = "image {index} of {count} in the request: {reason}"
+_IMAGE_ERROR_PATTERN = re.compile(r"image \d+ of \d+ in the request: (.*)", re.S)
+
+
+def image_error(index: int, count: int, reason: object) -> str:
+    return _IMAGE_ERROR.format(index=index, count=count, reason=reason)
+
+
+def image_error_reason(message: str) -> str | None:
+    """The reason of an image_error() message (Triton may wrap it in text of its own), else None."""
+    found = _IMAGE_ERROR_PATTERN.search(message)
+    return found.group(1).strip() if found else None
 
 
 def detection_outputs(max_detections: int) -> tuple[TensorSpec, ...]:

@@ -13,9 +13,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from yolo_triton.contract import LETTERBOX_PARAMS, PADDING_VALUE, STRIDE
+from yolo_triton.contract import LETTERBOX_PARAMS, MAX_IMAGE_BYTES, PADDING_VALUE, STRIDE
 
-MAX_IMAGE_BYTES = 64 * 1024 * 1024  # one encoded image; a larger payload is refused before decoding
 MAX_IMAGE_PIXELS = 100_000_000  # width x height from the header; larger is refused before decoding
 Image.MAX_IMAGE_PIXELS = None  # PIL only reads headers here; check() applies the lower limit above
 

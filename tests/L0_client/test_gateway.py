@@ -12,7 +12,7 @@ from conftest import CUSTOM_MODEL, YOLO_TRITON
 from matching import Detections, unpaired
 
 from yolo_triton.client import detect
-from yolo_triton.preprocessing import MAX_IMAGE_BYTES
+from yolo_triton.contract import MAX_IMAGE_BYTES
 from yolo_triton.tritonserver import free_ports
 
 

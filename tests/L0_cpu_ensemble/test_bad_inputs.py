@@ -14,8 +14,7 @@ from matching import Detections, MatchCounts
 from PIL import Image
 
 from yolo_triton.client.async_detector import image_input, tritonclient_module
-from yolo_triton.contract import VARIANTS
-from yolo_triton.preprocessing import MAX_IMAGE_BYTES
+from yolo_triton.contract import MAX_IMAGE_BYTES, VARIANTS
 
 MODEL = "yolov8_nano"  # the official weights: real detections on any photo
 

@@ -410,23 +410,20 @@ def bench(photos: list[Path], out_dir: Path) -> dict:
 def _with_settings(source: Path, pre: int, det: int, nhwc: str) -> Path:
     """A copy of a repository with other instance counts (preprocess, detector) and ONNX Runtime's
     NHWC convolutions on ("1") or off ("0")."""
-    import re
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
 
     repo = SCRATCH / f"{source.name}_{pre}_{det}_{nhwc}"
     shutil.rmtree(repo, ignore_errors=True)
     shutil.copytree(source, repo)
-    for config in repo.glob("*/config.pbtxt"):
-        text = config.read_text()
-        if config.parent.name == "preprocess":
-            text = re.sub(r"count: \d+", f"count: {pre}", text)
-        elif "prefer_nhwc" in text:
-            text = re.sub(r"count: \d+", f"count: {det}", text)
-            text = re.sub(
-                r'key: "prefer_nhwc" value: { string_value: "\d" }',
-                f'key: "prefer_nhwc" value: {{ string_value: "{nhwc}" }}',
-                text,
-            )
-        config.write_text(text)
+    for path in repo.glob("*/config.pbtxt"):
+        config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+        if config.name == "preprocess":
+            config.instance_group[0].count = pre
+        elif "prefer_nhwc" in config.parameters:
+            config.instance_group[0].count = det
+            config.parameters["prefer_nhwc"].string_value = nhwc
+        path.write_text(text_format.MessageToString(config, as_utf8=True))
     return repo
 
 

@@ -17,14 +17,19 @@ import asyncio
 import glob
 import json
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from yolo_triton.contract import CLASS_NAMES_PARAMETER, IMAGE_INPUT, detection_outputs, is_ensemble
+from yolo_triton.contract import (
+    CLASS_NAMES_PARAMETER,
+    IMAGE_INPUT,
+    detection_outputs,
+    image_error_reason,
+    is_ensemble,
+)
 
 DEFAULT_URLS = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}
 DEFAULT_MODEL = "yolov11_nano"
@@ -161,9 +166,6 @@ def parse_result(result, names: tuple[str, ...] = ()) -> list[tuple[Detection, .
     ]
 
 
-_IMAGE_ERROR = re.compile(r"image \d+ of \d+ in the request: (.*)", re.S)
-
-
 def refusal(error: Exception, model: str, url: str) -> str:
     """The message of a request the server refused for its content. Raises for everything else
     (server down, unknown model): those fail every image alike, so the caller must hear of them."""
@@ -172,8 +174,7 @@ def refusal(error: Exception, model: str, url: str) -> str:
     if "unknown model" in message:
         raise UnknownModel(f"model {model!r} is not served at {url}") from error
     if status in ("400", "StatusCode.INVALID_ARGUMENT"):
-        found = _IMAGE_ERROR.search(message)
-        return found.group(1).strip() if found else message
+        return image_error_reason(message) or message
     raise ServerUnavailable(f"request to {url} failed: {message or error}") from error
 
 

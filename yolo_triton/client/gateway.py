@@ -25,7 +25,7 @@ from yolo_triton.client.async_detector import (
     UnknownModel,
     tritonclient_module,
 )
-from yolo_triton.preprocessing import MAX_IMAGE_BYTES
+from yolo_triton.contract import MAX_IMAGE_BYTES
 
 GATEWAY_CONCURRENCY = 64  # requests in flight to Triton per model; its dynamic batcher groups them
 

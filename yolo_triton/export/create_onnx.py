@@ -159,10 +159,7 @@ def _onnx_nms(b: _Builder, v: Variant, boxes, candidates, best, best_class):
     kept_scores = b.op("GatherND", [best, batch_anchor])  # [M]
     # Scatter the survivors into a dense [B, N] map (each anchor once), then take each image's top K
     zeros = b.op("ConstantOfShape", [b.op("Shape", [best])], value=_ZERO)
-    dense = _at_least_k(b, v, b.op("ScatterND", [zeros, batch_anchor, kept_scores]))
-    top_scores, top_anchor = b.op(
-        "TopK", [dense, b.const("k", np.array([v.max_detections], dtype=np.int64))], outputs=2, axis=1
-    )
+    top_scores, top_anchor = _top_k(b, v, b.op("ScatterND", [zeros, batch_anchor, kept_scores]))
     if v.rect:  # a padding column's index, past the anchors (its score is 0: a row past num)
         top_anchor = b.op(
             "Min",
@@ -183,22 +180,26 @@ def _per_class_nms(b: _Builder, v: Variant, boxes, candidates):
     # Scatter the survivors into a dense [B, C*N] map, then take each image's top K: sorted by
     # score, like EfficientNMS_TRT; the flat index is class * N + anchor.
     zeros = b.op("ConstantOfShape", [b.op("Shape", [by_class])], value=_ZERO)
-    dense = _at_least_k(
-        b,
-        v,
-        b.op(
-            "Reshape",
-            [b.op("ScatterND", [zeros, selected, kept_scores]), b.const("flat", np.array([0, -1], dtype=np.int64))],
-        ),
+    dense = b.op(
+        "Reshape",
+        [b.op("ScatterND", [zeros, selected, kept_scores]), b.const("flat", np.array([0, -1], dtype=np.int64))],
     )
-    top_scores, top_index = b.op(
-        "TopK", [dense, b.const("k", np.array([v.max_detections], dtype=np.int64))], outputs=2, axis=1
-    )
+    top_scores, top_index = _top_k(b, v, dense)
     anchors = b.op("Shape", [boxes], start=1, end=2)  # N
     return _top_detections(b, boxes, top_scores, b.op("Mod", [top_index, anchors]), b.op("Div", [top_index, anchors]))
 
 
 _ZERO = onnx.helper.make_tensor("z", onnx.TensorProto.FLOAT, [1], [0.0])
+
+
+def _top_k(b: _Builder, v: Variant, dense):
+    """Each image's K best of a [B, M] score map: scores [B, K] (0 past the detections), indices."""
+    return b.op(
+        "TopK",
+        [_at_least_k(b, v, dense), b.const("k", np.array([v.max_detections], dtype=np.int64))],
+        outputs=2,
+        axis=1,
+    )
 
 
 def _at_least_k(b: _Builder, v: Variant, dense):
@@ -280,22 +281,8 @@ def _one_to_one(b: _Builder, v: Variant, output0: gs.Variable):
     scores = b.op("Squeeze", [b.slice(output0, 4, 5, axis=2), b.const("axis2_score", np.array([2], dtype=np.int64))])
     classes = b.op("Squeeze", [b.slice(output0, 5, 6, axis=2), b.const("axis2_class", np.array([2], dtype=np.int64))])
     above = b.op("Greater", [scores, b.const("conf", np.float32(v.conf))])
-    kept = b.op("Where", [above, scores, b.const("zero_kept", np.float32(0))])
-    top_scores, top = b.op(
-        "TopK", [kept, b.const("k", np.array([v.max_detections], dtype=np.int64))], outputs=2, axis=1
-    )
-    num = b.op(
-        "ReduceSum",
-        [
-            b.op("Cast", [b.op("Greater", [top_scores, b.const("zero_f", np.float32(0))])], to=onnx.TensorProto.INT32),
-            b.const("axis1_sum", np.array([1], dtype=np.int64)),
-        ],
-        keepdims=1,
-    )
-    index = b.op("Unsqueeze", [top, b.const("axis2_idx", np.array([2], dtype=np.int64))])
-    top_boxes = b.op("GatherND", [boxes, index], batch_dims=1)
-    top_classes = b.op("Cast", [b.op("GatherND", [classes, index], batch_dims=1)], to=onnx.TensorProto.INT32)
-    return num, top_boxes, top_scores, top_classes
+    top_scores, top = _top_k(b, v, b.op("Where", [above, scores, b.const("zero_kept", np.float32(0))]))
+    return _top_detections(b, boxes, top_scores, top, b.op("GatherElements", [classes, top], axis=1))
 
 
 def _to_original_pixels(b: _Builder, v: Variant, letterbox, num, boxes, scores, classes):

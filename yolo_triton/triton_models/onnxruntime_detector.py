@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-from yolo_triton.contract import DEFAULT_IMGSZ
+from yolo_triton.contract import DEFAULT_IMGSZ, numpy_dtype
 
 # Images per ONNX Runtime call. On the CPU a larger batch is no faster per image (2 cores, per
 # image: yolo11n 55 / 52 / 60 ms at 1 / 4 / 8, yolo11m 392 / 410 / 422 ms), while ONNX Runtime's
@@ -36,11 +36,12 @@ class TritonPythonModel:
         self.output_names = [o["name"] for o in config["output"]]
         # warm-up, so the first request does not pay for ONNX Runtime's first run (a rect variant's
         # free height and width: the default square)
-        types = {"TYPE_UINT8": np.uint8, "TYPE_FP32": np.float32}
         self.session.run(
             self.output_names,
             {
-                i["name"]: np.ones((1, *(d if d > 0 else DEFAULT_IMGSZ for d in i["dims"])), types[i["data_type"]])
+                i["name"]: np.ones(
+                    (1, *(d if d > 0 else DEFAULT_IMGSZ for d in i["dims"])), numpy_dtype(i["data_type"])
+                )
                 for i in config["input"]
             },
         )

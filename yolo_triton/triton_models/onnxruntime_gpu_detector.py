@@ -30,9 +30,8 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-from yolo_triton.contract import LETTERBOX_PARAMS, PADDING_VALUE, letterboxed_images
+from yolo_triton.contract import LETTERBOX_PARAMS, PADDING_VALUE, letterboxed_images, numpy_dtype
 
-_NUMPY = {"TYPE_UINT8": np.uint8, "TYPE_FP32": np.float32, "TYPE_INT32": np.int32}
 IMAGES = letterboxed_images(640).name  # the name, whatever the size
 MAX_SESSIONS = 32  # rect: sessions kept, one per batch size and input shape
 
@@ -60,12 +59,12 @@ class _Run:
         self.inputs = {}
         for spec in inputs:
             dims = (*spec["dims"][:-2], *shape) if spec["name"] == IMAGES and shape else spec["dims"]
-            buffer = cp.zeros((size, *dims), _NUMPY[spec["data_type"]])
+            buffer = cp.zeros((size, *dims), numpy_dtype(spec["data_type"]))
             self.binding.bind_input(spec["name"], "cuda", device_id, buffer.dtype, buffer.shape, buffer.data.ptr)
             self.inputs[spec["name"]] = buffer
         self.outputs = {}
         for spec in outputs:
-            array = np.zeros((size, *spec["dims"]), _NUMPY[spec["data_type"]])
+            array = np.zeros((size, *spec["dims"]), numpy_dtype(spec["data_type"]))
             self.binding.bind_output(spec["name"], "cpu", 0, array.dtype, array.shape, array.ctypes.data)
             self.outputs[spec["name"]] = array
 

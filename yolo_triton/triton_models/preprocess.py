@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from yolo_triton.contract import IMAGE_INPUT, LETTERBOX_PARAMS, letterboxed_images
+from yolo_triton.contract import IMAGE_INPUT, LETTERBOX_PARAMS, image_error, letterboxed_images
 from yolo_triton.preprocessing import CpuPreprocessor, ImageError
 
 
@@ -82,7 +82,7 @@ class TritonPythonModel:
             start += len(rows)
             bad = next(((i, r) for i, r in enumerate(mine) if isinstance(r, ImageError)), None)
             if bad:
-                outcomes.append(ImageError(f"image {bad[0]} of {len(rows)} in the request: {bad[1]}"))
+                outcomes.append(ImageError(image_error(bad[0], len(rows), bad[1])))
             else:
                 outcomes.append((len(good), len(good) + len(mine)))
                 good.extend(mine)
