@@ -1,5 +1,6 @@
-"""Shared fixtures: test data from ../shared/data (nothing is downloaded), and one real Triton
-server for the whole session, started on free ports on the CPU path."""
+"""Shared fixtures: test data from YOLO_TEST_DATA (default ../shared/data; nothing is downloaded
+here, `make test-data` fetches it), and one real Triton server for the whole session, started on
+free ports on the CPU path."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ import pytest
 from yolo_triton.contract import BUILTIN_MODELS, VARIANTS, Variant
 from yolo_triton.models_file import load_models_file
 from yolo_triton.tritonserver import TritonServer, free_ports
-from yolo_triton.weights import TEST_DATA
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+from fetch_test_data import coco128_images, missing, test_data_folder  # noqa: E402
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics: no update or hub checks
 
-SHARED_DATA = Path(os.environ.get("YOLO_TEST_DATA", TEST_DATA))
-WEIGHTS_DIR = SHARED_DATA / "weights"
-COCO_IMAGES = SHARED_DATA / "coco128" / "images" / "train2017"
+TEST_DATA = test_data_folder()
+WEIGHTS_DIR = TEST_DATA / "weights"
+COCO_IMAGES = coco128_images(TEST_DATA)
 YOLO_TRITON = Path(sys.executable).parent / "yolo-triton"  # the entry point `make install` puts in the venv
 SERVED = ("yolov11_nano", "yolov11_small", "yolov11_medium", "yolov8_nano", "yolov26_nano", "yolov11_nano_eval")
 # Served beside them from the same models file: a model of one's own (3 classes with their own
@@ -41,13 +44,13 @@ def ultralytics_assets() -> Path:
 def test_images() -> list[Path]:
     """The 128 coco128 photos plus the wheel's bus.jpg and zidane.jpg."""
     images = sorted(COCO_IMAGES.glob("*.jpg")) + [ultralytics_assets() / "bus.jpg", ultralytics_assets() / "zidane.jpg"]
-    assert len(images) == 130, f"expected coco128 under {COCO_IMAGES} (set YOLO_TEST_DATA to the shared data folder)"
+    assert len(images) == 130, f"expected the 128 coco128 photos under {COCO_IMAGES}"
     return images
 
 
 def weights_of(name: str) -> Path:
     path = WEIGHTS_DIR / VARIANTS[name].weights
-    assert path.is_file(), f"missing test weights {path} (set YOLO_TEST_DATA to the shared data folder)"
+    assert path.is_file(), f"missing test weights {path}"
     return path
 
 
@@ -56,8 +59,6 @@ def models_file(tmp_path_factory) -> Path:
     """The session's models file: the built-in entries of SERVED with the shared weights, the
     custom model (weights beside the file, named by a relative path) and OTHER_SIZES."""
     import yaml
-
-    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
     from custom_weights import make_custom_weights
 
     folder = tmp_path_factory.mktemp("models")
@@ -97,6 +98,17 @@ def model_repository(tmp_path_factory, models_file) -> Path:
 # otherwise stay while the unit tests export and run graphs of their own, on a 24 GB machine.
 _SESSION_SERVERS: list[TritonServer] = []
 _LAST_SERVER_USER: list[str] = []
+
+
+def pytest_sessionstart(session):
+    """Without the test data, one line that says how to get it, instead of hundreds of failures."""
+    lacking = missing(TEST_DATA)
+    if lacking:
+        pytest.exit(
+            f"test data missing in {TEST_DATA}: {', '.join(lacking)}. Run `make test-data` (online), "
+            "or set YOLO_TEST_DATA to a folder that holds it.",
+            returncode=2,
+        )
 
 
 def pytest_collection_modifyitems(items):

@@ -167,8 +167,7 @@ def test_weights_that_are_neither_file_nor_download():
 
 
 def test_classes_and_end_to_end_head_come_from_the_weights(tmp_path):
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fixtures"))
-    from custom_weights import make_custom_weights
+    from custom_weights import make_custom_weights  # tests/fixtures, on the path by conftest
 
     pets = inspect_weights(
         Variant("pets", str(make_custom_weights(weights_of("yolov8_nano"), tmp_path / "pets.pt"))), "f"
