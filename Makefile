@@ -19,7 +19,7 @@ $(INSTALLED): requirements.txt pyproject.toml
 $(GPU_INSTALLED): $(INSTALLED) requirements-gpu-cu12.txt requirements-gpu-cu13.txt yolo_triton/gpu_extra.py
 	$(PY) -m yolo_triton.gpu_extra --install --stamp $@
 
-# export the models and write model_repository/ (YOLO_WEIGHTS, YOLO_WEIGHTS_DIR, YOLO_MODELS: see README)
+# export the models and write model_repository/ (YOLO_WEIGHTS, YOLO_WEIGHTS_DIR, YOLO_MODELS: see docs/serving.md)
 repository: install
 	$(PY) -m yolo_triton.repository
 

@@ -7,7 +7,7 @@ the other models keep serving; the server process stays up; the stub is not rest
 /v2/health/live and /v2/health/ready stay 200. `python -m yolo_triton.canary` (a real inference
 per ensemble) does notice: run as the Helm chart's liveness probe it fails (the pod is restarted),
 run as docker compose's healthcheck it stops the server (compose's restart policy starts it again);
-on a healthy server both pass and stop nothing (README: Limits and errors)."""
+on a healthy server both pass and stop nothing (docs/limits.md)."""
 
 import os
 import shutil

@@ -34,7 +34,7 @@ def _spec(specs) -> list[tuple[str, str, list[int]]]:
 
 
 def test_client_contract_values():
-    """The contract every ensemble promises its clients (README documents this table)."""
+    """The contract every ensemble promises its clients (docs/client.md, "The contract", documents this table)."""
     assert _spec([IMAGE_INPUT]) == [("image", "TYPE_STRING", [1])]
     assert _spec(detection_outputs(100)) == [
         ("num_dets", "TYPE_INT32", [1]),
@@ -99,7 +99,7 @@ def test_detector_config_is_the_contract(name, target):
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_onnxruntime_backend_config(name):
-    """Triton's onnxruntime backend with TensorRT inside ONNX Runtime (README: Which detector runtime):
+    """Triton's onnxruntime backend with TensorRT inside ONNX Runtime (docs/gpu.md, "Which detector runtime"):
     the settings read by the backend of NGC 24.10 (onnxruntime_backend r24.10, src/onnxruntime.cc)."""
     v = VARIANTS[name]
     target = TARGETS["onnxruntime-backend"]

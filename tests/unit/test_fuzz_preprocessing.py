@@ -4,7 +4,7 @@ the generator the GPU fuzz uses too (tests/fuzz_inputs.py). Every input must
 end as a correct letterboxed tensor or an ImageError naming the problem: no other exception, no
 crash of the process, no allocation beyond the documented limits.
 
-FUZZ_EXAMPLES sets the number of examples per test (default 500, CI); longer runs: README."""
+FUZZ_EXAMPLES sets the number of examples per test (default 500, CI); longer runs: docs/limits.md, "Fuzzing"."""
 
 import os
 

@@ -113,7 +113,7 @@ def test_cpu_profile_requests_no_gpu():
 
 
 def test_detector_target():
-    """detector.target picks the detector's runtime on the GPU profile (README: Which detector runtime):
+    """detector.target picks the detector's runtime on the GPU profile (docs/gpu.md, "Which detector runtime"):
     the init container writes that target into a cache of its own; Triton and the GPU stay as they are."""
     objects = render("onnxruntime-backend")
     pod = objects["Deployment"]["spec"]["template"]["spec"]
