@@ -39,15 +39,11 @@ import numpy as np
 
 from benchmarks.perf_input import perf_input
 from yolo_triton.contract import VARIANTS, TensorSpec, Variant
-from yolo_triton.model_config import model_config
+from yolo_triton.model_config import detector_config
 from yolo_triton.preprocessing import CpuPreprocessor
 from yolo_triton.repository import MODEL_SOURCES, ROOT, write_repository
 from yolo_triton.targets import (
-    CPU_DETECTOR_INSTANCES,
-    GPU_DETECTOR_INSTANCES,
-    GPU_QUEUE_DELAY_US,
     TARGETS,
-    onnxruntime_gpu_parameters,
 )
 from yolo_triton.tritonserver import TritonServer, free_ports, wheel_root
 
@@ -72,32 +68,9 @@ def add_bare_network(
     rows = network.graph.output[0].type.tensor_type.shape.dim
     inputs = (TensorSpec("images", "TYPE_FP32", (3, v.imgsz, v.imgsz)),)
     outputs = (TensorSpec("output0", "TYPE_FP32", tuple(d.dim_value for d in rows[1:])),)
-    t = TARGETS[target]
-    if t.on_gpu:
-        config = model_config(
-            name,
-            t.runtime,
-            v.max_batch_size,
-            inputs,
-            outputs,
-            v.preferred_batch_sizes,
-            kind="KIND_GPU",
-            parameters=onnxruntime_gpu_parameters(v.max_batch_size),
-            instances=GPU_DETECTOR_INSTANCES,
-            queue_delay_us=GPU_QUEUE_DELAY_US,
-        )
-    else:
-        config = model_config(
-            name,
-            t.runtime,
-            v.max_batch_size,
-            inputs,
-            outputs,
-            v.preferred_batch_sizes,
-            instances=CPU_DETECTOR_INSTANCES,
-        )
+    config = detector_config(v, target, name=name, inputs=inputs, outputs=outputs)
     (repository / name / "config.pbtxt").write_text(config)
-    (version / "model.py").write_bytes((MODEL_SOURCES / t.source).read_bytes())
+    (version / "model.py").write_bytes((MODEL_SOURCES / TARGETS[target].source).read_bytes())
     return name
 
 

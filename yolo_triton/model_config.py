@@ -117,14 +117,23 @@ def warmup(v: Variant) -> list[model_config_pb2.ModelWarmup]:
     ]
 
 
-def detector_config(v: Variant, target: str = "onnxruntime-cpu") -> str:
+def detector_config(
+    v: Variant,
+    target: str = "onnxruntime-cpu",
+    *,
+    name: str | None = None,
+    inputs: tuple[TensorSpec, ...] | None = None,
+    outputs: tuple[TensorSpec, ...] | None = None,
+) -> str:
+    """The variant's detector run by the target; name, inputs and outputs: another graph served as
+    the detector would be (the benchmarks' bare network)."""
     t = TARGETS[target]
     return model_config(
-        v.detector,
+        name or v.detector,
         t.runtime,
         v.max_batch_size,
-        v.detector_inputs,
-        v.outputs,
+        inputs or v.detector_inputs,
+        outputs or v.outputs,
         v.preferred_batch_sizes,
         kind=t.device.instance_kind,
         parameters=t.parameters(v) if t.parameters else None,

@@ -32,9 +32,8 @@ from yolo_triton.contract import BUILTIN_SOURCE, VARIANTS, Variant
 from yolo_triton.model_config import detector_config, ensemble_config, preprocess_config
 from yolo_triton.models_file import ModelsFileError, inspect_weights
 from yolo_triton.targets import TARGETS, Target
-from yolo_triton.weights import NoWeights, models_source, resolve_models
+from yolo_triton.weights import ROOT, NoWeights, models_source, resolve_models
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "model_repository"
 MODEL_SOURCES = Path(__file__).resolve().parent / "triton_models"
 DEVICES = ("auto", "gpu", "cpu")
