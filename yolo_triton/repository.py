@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -64,18 +65,33 @@ def auto_target(device: str = "auto") -> str:
 
 
 def _export_key(v: Variant, target: Target, precision: str) -> str:
-    """Changes whenever the weights, the variant row, what the target builds, the precision or the code
-    that shapes the artifact change (the modules' own files, wherever the package is installed); an
-    engine's also with the GPU model and the TensorRT version."""
+    """Changes whenever the weights, the variant row, what the target builds, the precision, the
+    export toolchain's versions or the code that shapes the artifact change (the modules' own files,
+    wherever the package is installed); an engine's also with the GPU model and the TensorRT version."""
     from yolo_triton import models_file
     from yolo_triton.export import build_engine, create_onnx
 
-    h = hashlib.sha256(repr((v, target.nms, target.artifact, target.engine, precision)).encode())
+    h = hashlib.sha256(repr((v, target.nms, target.artifact, target.engine, precision, _toolchain())).encode())
     for f in (Path(v.weights), *(Path(m.__file__) for m in (create_onnx, build_engine, contract, models_file))):
         h.update(f.read_bytes() if f.is_file() else b"missing")
     if not target.engine:
         return h.hexdigest()
     return f"{h.hexdigest()} {_gpu_name()} TensorRT {build_engine.tensorrt_version()}"
+
+
+# The distributions whose code writes the graph: Ultralytics' export (with PyTorch), the graph
+# surgery and slimming, and the FP16 conversion (onnxruntime.transformers, either ONNX Runtime).
+EXPORT_TOOLCHAIN = ("ultralytics", "torch", "onnx", "onnxslim", "onnx-graphsurgeon", "onnxruntime", "onnxruntime-gpu")
+
+
+def _toolchain() -> tuple[tuple[str, str], ...]:
+    def installed(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "absent"
+
+    return tuple((name, installed(name)) for name in EXPORT_TOOLCHAIN)
 
 
 def _gpu_name() -> str:

@@ -214,3 +214,7 @@ def test_tensorrt_repository(trt, monkeypatch, tmp_path):
     monkeypatch.setattr(builder_module, "__file__", str(changed))
     repository.write_repository(out, weights, target="tensorrt")
     assert builds() == 3, "a change of the export code rebuilds the plan"
+    real_version = repository.importlib.metadata.version
+    monkeypatch.setattr(repository.importlib.metadata, "version", lambda d: "99.0" if d == "onnx" else real_version(d))
+    repository.write_repository(out, weights, target="tensorrt")
+    assert builds() == 4, "another version of the export toolchain rebuilds the plan"
