@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # benchmarks/
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import COCO_IMAGES, ultralytics_assets, weights_of  # noqa: E402
