@@ -34,6 +34,16 @@ RECT_MODEL = "yolov8_nano_rect"  # rectangular inference: Ultralytics' default p
 ALL_SERVED = (*SERVED, CUSTOM_MODEL, *OTHER_SIZES, RECT_MODEL)
 
 
+def pyproject() -> dict:
+    """pyproject.toml's [project] table."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        from pip._vendor import tomli as tomllib
+
+    return tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+
+
 def ultralytics_assets() -> Path:
     import ultralytics
 

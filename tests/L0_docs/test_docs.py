@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import COCO_IMAGES, YOLO_TRITON, ultralytics_assets
+from conftest import COCO_IMAGES, YOLO_TRITON, pyproject, ultralytics_assets
 
 from yolo_triton import contract
 from yolo_triton.client import cli
@@ -103,12 +103,7 @@ def _has_value(path: str) -> bool:
 
 @functools.cache
 def _extras() -> dict[str, list[str]]:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        from pip._vendor import tomli as tomllib
-
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return pyproject()["optional-dependencies"]
 
 
 # --- Python ----------------------------------------------------------------------------------------

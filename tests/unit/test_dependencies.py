@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-import tomllib
+from conftest import pyproject
 
 from yolo_triton.weights import ROOT
 
@@ -67,7 +67,7 @@ for module in modules:
 
 
 def _requirements(extras: tuple[str, ...]) -> list[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = pyproject()
     return [*project["dependencies"], *(r for e in extras for r in project["optional-dependencies"][e])]
 
 
