@@ -44,6 +44,12 @@ def pyproject() -> dict:
     return tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
 
 
+def release_settings() -> dict[str, str]:
+    """.env's settings (the release train docker compose reads), name -> value."""
+    lines = (Path(__file__).parents[1] / ".env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
 def ultralytics_assets() -> Path:
     import ultralytics
 

@@ -33,6 +33,13 @@ HOST = "127.0.0.1"  # the embedded server is for this machine only
 # docker-compose.yml and the Helm chart pass the same flags (tests check).
 PYTHON_BACKEND_CONFIG = ("python,shm-default-byte-size=67108864", "python,shm-growth-byte-size=67108864")
 
+# Triton's CUDA memory pool on GPU 0 (--cuda-memory-pool-byte-size=0:N): every preprocess -> detector
+# hand-off (1.2 MB an image) passes through it, both ways into the Python stubs. 512 MB ran out at
+# 128-256 requests in flight on an H100 ("failed to copy data: invalid argument"); 2 GiB holds 256 in
+# flight several times over; Triton's 64 MB default fits 50 images. docker compose reads the same
+# figure from .env (CUDA_MEMORY_POOL_BYTES), the Helm chart from gpu.cudaMemoryPoolBytes.
+CUDA_MEMORY_POOL_BYTES = 2 * 1024**3
+
 
 def wheel_root() -> Path:
     spec = importlib.util.find_spec("pytriton")
@@ -194,12 +201,6 @@ class TritonServer:
 
 
 def gpu_server_args() -> tuple[str, ...]:
-    """Flags for serving the GPU path: Triton's CUDA memory pool on GPU 0 sized as .env's
-    CUDA_MEMORY_POOL_BYTES (the preprocess -> detector hand-offs live there), as compose and the
-    chart pass it."""
-    settings = dict(
-        line.split("=", 1)
-        for line in (Path(__file__).resolve().parent.parent / ".env").read_text().splitlines()
-        if "=" in line and not line.lstrip().startswith("#")
-    )
-    return (f"--cuda-memory-pool-byte-size=0:{int(settings['CUDA_MEMORY_POOL_BYTES'])}",)
+    """Flags for serving the GPU path: Triton's CUDA memory pool on GPU 0 (the preprocess -> detector
+    hand-offs live there), as docker compose and the Helm chart pass it (tests check)."""
+    return (f"--cuda-memory-pool-byte-size=0:{CUDA_MEMORY_POOL_BYTES}",)

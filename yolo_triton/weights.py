@@ -15,8 +15,7 @@ from yolo_triton.models_file import ModelsFileError, load_models_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Where the project's test weights lie (tests and `make serve` offline): the YOLO_TEST_DATA folder
-TEST_DATA = ROOT.parent / "shared" / "data"
+TEST_DATA = ROOT.parent / "shared" / "data"  # the tests' data when YOLO_TEST_DATA names no other folder
 WEIGHTS_HOST = ("github.com", 443)  # where Ultralytics downloads its release assets from
 
 
@@ -31,6 +30,12 @@ def network_available(timeout: float = 2.0) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_data_folder(env: dict[str, str] | None = None) -> Path:
+    """Where the tests' weights and images lie (the tests, `make test-data`, `make serve` offline)."""
+    env = os.environ if env is None else env
+    return Path(env.get("YOLO_TEST_DATA", TEST_DATA))
 
 
 def resolve_weights(env: dict[str, str] | None = None, online=None) -> dict[str, str]:
@@ -74,11 +79,11 @@ def resolve_weights(env: dict[str, str] | None = None, online=None) -> dict[str,
     chosen = names or list(contract.DEFAULT_VARIANTS)
     if (online or network_available)():
         return {n: VARIANTS[n].weights for n in chosen}
-    test_weights = Path(env.get("YOLO_TEST_DATA", TEST_DATA)) / "weights"
+    test_weights = test_data_folder(env) / "weights"
     if all((test_weights / VARIANTS[n].weights).is_file() for n in chosen):
         print(
-            f"No network to download weights: serving the project's test weights from {test_weights} "
-            f"(trained on coco128 only, see the README there); set YOLO_WEIGHTS or YOLO_WEIGHTS_DIR for yours.",
+            f"No network to download weights: serving the test weights from {test_weights}; "
+            "set YOLO_WEIGHTS or YOLO_WEIGHTS_DIR for yours.",
             flush=True,
         )
         return {n: str(test_weights / VARIANTS[n].weights) for n in chosen}

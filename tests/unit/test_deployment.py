@@ -8,13 +8,14 @@ import subprocess
 
 import pytest
 import yaml
+from conftest import release_settings
 
 from yolo_triton.contract import LETTERBOX_PARAMS, VARIANTS, letterboxed_images
 from yolo_triton.repository import ROOT
 from yolo_triton.targets import TARGETS
-from yolo_triton.tritonserver import PYTHON_BACKEND_CONFIG
+from yolo_triton.tritonserver import CUDA_MEMORY_POOL_BYTES, PYTHON_BACKEND_CONFIG, gpu_server_args
 
-ENV = dict(line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines() if line and not line.startswith("#"))
+ENV = release_settings()
 RELEASE = ENV["NGC_RELEASE"]
 DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
 
@@ -43,7 +44,14 @@ def test_memory_pool_fits_the_largest_handoff():
         )
         for v in VARIANTS.values()
     )
-    assert int(ENV["CUDA_MEMORY_POOL_BYTES"]) >= 3 * handoff
+    assert CUDA_MEMORY_POOL_BYTES >= 3 * handoff
+
+
+def test_memory_pool_is_the_same_everywhere():
+    """make serve (gpu_server_args), docker compose (.env) and the repository's README pass one size."""
+    assert int(ENV["CUDA_MEMORY_POOL_BYTES"]) == CUDA_MEMORY_POOL_BYTES
+    (flag,) = gpu_server_args()
+    assert flag in (ROOT / "model_repository" / "README.md").read_text()
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)

@@ -12,6 +12,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from conftest import release_settings
 
 from yolo_triton.repository import ROOT
 from yolo_triton.targets import TARGETS
@@ -198,9 +199,7 @@ def test_repository_sources_and_monitoring():
 
 
 def test_chart_pins_the_release_of_env():
-    release = dict(
-        line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines() if line and not line.startswith("#")
-    )
+    release = release_settings()
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == release["NGC_RELEASE"]
     assert _triton(render("default"))["image"] == f"yolo-triton:{release['NGC_RELEASE']}"
