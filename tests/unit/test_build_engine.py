@@ -194,8 +194,13 @@ def test_tensorrt_repository(trt, monkeypatch, tmp_path):
     gpu = ["NVIDIA RTX A6000"]
     monkeypatch.setattr(repository, "_gpu_name", lambda: gpu[0])
     weights = {"yolov11_nano": str(weights_of("yolov11_nano"))}
-    out = repository.write_repository(tmp_path / "repo", weights, target="tensorrt")
+    out = repository.write_repository(tmp_path / "repo", weights, target="onnxruntime-cpu")
     version = out / "yolov11_nano_detector" / "1"
+    nms_ops = lambda: (
+        {n.op_type for n in onnx.load(version / "model.onnx").graph.node} & {"EfficientNMS_TRT", "NonMaxSuppression"}
+    )
+    assert nms_ops() == {"NonMaxSuppression"}
+    out = repository.write_repository(out, weights, target="tensorrt")
     assert (version / "model.plan").read_bytes() == PLAN and not (version / "model.py").exists()
     assert (out / "yolov11_nano_detector" / "config.pbtxt").read_text() == detector_config(
         VARIANTS["yolov11_nano"], "tensorrt"
@@ -204,17 +209,22 @@ def test_tensorrt_repository(trt, monkeypatch, tmp_path):
     builds = lambda: sum(c[0] == "build" for c in trt.calls)
     repository.write_repository(out, weights, target="tensorrt")
     assert builds() == 1, "an up-to-date plan is not rebuilt"
+    repository.write_repository(out, weights, target="onnxruntime-cpu")  # the plan's graph overwrote the CPU's
+    assert nms_ops() == {"NonMaxSuppression"}, "back on the CPU, the graph the plan was built from is not served"
+    assert sorted(p.name for p in version.iterdir()) == ["model.onnx", "model.onnx.key", "model.py"]
+    repository.write_repository(out, weights, target="tensorrt")
+    assert builds() == 2, "the plan another target removed is built again"
     gpu[0] = "NVIDIA H100 80GB HBM3"
     repository.write_repository(out, weights, target="tensorrt")
-    assert builds() == 2, "a plan is rebuilt for another GPU model"
+    assert builds() == 3, "a plan is rebuilt for another GPU model"
     from yolo_triton.export import build_engine as builder_module
 
     changed = tmp_path / "build_engine.py"  # the engine builder's code changes (any install: its module's file)
     changed.write_text(Path(builder_module.__file__).read_text() + "\n# changed\n")
     monkeypatch.setattr(builder_module, "__file__", str(changed))
     repository.write_repository(out, weights, target="tensorrt")
-    assert builds() == 3, "a change of the export code rebuilds the plan"
+    assert builds() == 4, "a change of the export code rebuilds the plan"
     real_version = repository.importlib.metadata.version
     monkeypatch.setattr(repository.importlib.metadata, "version", lambda d: "99.0" if d == "onnx" else real_version(d))
     repository.write_repository(out, weights, target="tensorrt")
-    assert builds() == 4, "another version of the export toolchain rebuilds the plan"
+    assert builds() == 5, "another version of the export toolchain rebuilds the plan"
