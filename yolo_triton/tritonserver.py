@@ -44,7 +44,10 @@ CUDA_MEMORY_POOL_BYTES = 2 * 1024**3
 def wheel_root() -> Path:
     spec = importlib.util.find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("nvidia-pytriton is not installed: run `make install` (it carries tritonserver)")
+        raise RuntimeError(
+            "nvidia-pytriton (it carries tritonserver) is not installed: "
+            'run `make install`, or pip install "yolo-triton[embedded]"'
+        )
     return Path(spec.submodule_search_locations[0]).parent
 
 
