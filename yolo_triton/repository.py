@@ -155,8 +155,9 @@ def write_repository(
         key = _export_key(v, t, precision)
         if product.exists() and stamp.exists() and stamp.read_text() == key:
             continue
-        for artifact in {o.artifact for o in TARGETS.values()}:  # an earlier target's files and stamps:
-            for leftover in (version / artifact, version / f"{artifact}.key"):  # its model.onnx is rewritten
+        # an earlier target's artifacts and stamps go: this export rewrites model.onnx beneath them
+        for artifact in {o.artifact for o in TARGETS.values()}:
+            for leftover in (version / artifact, version / f"{artifact}.key"):
                 leftover.unlink(missing_ok=True)
         graph = create_onnx(v.weights, v, t.nms, version / "model.onnx", precision)
         if t.engine:
