@@ -153,7 +153,7 @@ def ultralytics_loop(weights: str, v: Variant, paths: list[Path], count: int) ->
     from ultralytics import YOLO
 
     model = YOLO(weights)
-    kwargs = dict(conf=v.conf, iou=v.iou, imgsz=v.imgsz, max_det=v.max_detections, rect=False, verbose=False)
+    kwargs = v.predict_arguments
     model.predict(str(paths[0]), **kwargs)
     latencies = []
     for i in range(count):

@@ -201,17 +201,7 @@ class Reference:
         elif todo:
             model = YOLO(v.weights)
             for path in todo:
-                result = model.predict(
-                    str(path),
-                    conf=v.conf,
-                    iou=v.iou,
-                    imgsz=v.imgsz,
-                    max_det=v.max_detections,
-                    rect=v.rect,
-                    nms=False if v.nms_free else None,
-                    verbose=False,
-                )[0]
-                done[path] = Detections.from_ultralytics(result)
+                done[path] = Detections.from_ultralytics(model.predict(str(path), **v.predict_arguments)[0])
         return {p: done[p] for p in images}
 
 

@@ -160,6 +160,20 @@ class Variant:
     def detector_inputs(self) -> tuple[TensorSpec, ...]:
         return (letterboxed_images(self.imgsz, self.rect), LETTERBOX_PARAMS)
 
+    @property
+    def predict_arguments(self) -> dict:
+        """The Ultralytics call whose detections this model serves: YOLO(weights).predict(image, **these)."""
+        return {
+            "conf": self.conf,
+            "iou": self.iou,
+            "imgsz": self.imgsz,
+            "max_det": self.max_detections,
+            "agnostic_nms": self.class_agnostic,
+            "rect": self.rect,
+            "nms": False if self.nms_free else None,
+            "verbose": False,
+        }
+
 
 # Ultralytics' `val` settings (max_det 300, conf 0.001, iou 0.7, multi-label NMS), for mAP: what
 # `eval: true` sets in a models file

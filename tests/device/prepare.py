@@ -51,9 +51,7 @@ def main():
     reference, rect_reference = {}, {}
     for path in sorted(images.iterdir()):
         for rect, found in ((False, reference), (True, rect_reference)):  # rect: Ultralytics' default predict
-            r = model.predict(
-                str(path), conf=v.conf, iou=v.iou, imgsz=v.imgsz, max_det=v.max_detections, rect=rect, verbose=False
-            )[0]
+            r = model.predict(str(path), **{**v.predict_arguments, "rect": rect})[0]
             found[path.name] = {
                 "boxes": r.boxes.xyxy.tolist(),
                 "scores": r.boxes.conf.tolist(),

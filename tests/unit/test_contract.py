@@ -59,6 +59,24 @@ def test_client_contract_values():
         )
 
 
+def test_predict_arguments_are_the_variant_in_ultralytics_words():
+    from dataclasses import replace
+
+    v = replace(VARIANTS["yolov26_nano"], conf=0.3, iou=0.6, imgsz=320, max_detections=7, rect=True)
+    assert v.predict_arguments == {
+        "conf": 0.3,
+        "iou": 0.6,
+        "imgsz": 320,
+        "max_det": 7,
+        "agnostic_nms": False,
+        "rect": True,
+        "nms": False,  # the end-to-end head's NMS-free output, as served
+        "verbose": False,
+    }
+    assert VARIANTS["yolov8_nano"].predict_arguments["nms"] is None  # its default: NMS after the network
+    assert replace(VARIANTS["yolov8_nano"], class_agnostic=True).predict_arguments["agnostic_nms"] is True
+
+
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_ensemble_config_is_the_contract(name):
     v = VARIANTS[name]

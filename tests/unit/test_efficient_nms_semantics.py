@@ -83,21 +83,7 @@ def _ultralytics(variant, paths, reference):
     from ultralytics import YOLO
 
     model = YOLO(str(WEIGHTS_DIR / variant.weights))
-    return {
-        p: Detections.from_ultralytics(
-            model.predict(
-                str(p),
-                conf=variant.conf,
-                iou=variant.iou,
-                imgsz=variant.imgsz,
-                max_det=variant.max_detections,
-                agnostic_nms=variant.class_agnostic,
-                rect=False,
-                verbose=False,
-            )[0]
-        )
-        for p in paths
-    }
+    return {p: Detections.from_ultralytics(model.predict(str(p), **variant.predict_arguments)[0]) for p in paths}
 
 
 @pytest.mark.parametrize("variant", [*WITH_NMS, AGNOSTIC], ids=lambda v: v.name)
