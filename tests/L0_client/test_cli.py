@@ -1,6 +1,7 @@
 """The `yolo-triton` command, as installed by the package, against the real server: JSON lines and
 CSV that parse, one answer per image in order, a bad file reported without losing the others,
-annotated images with boxes where the detections are, and exit statuses."""
+annotated images with boxes where the detections are, exit statuses, and the client's own
+distributions (`pip install yolo-triton`) being enough to detect."""
 
 import csv
 import io
@@ -12,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import CUSTOM_MODEL, YOLO_TRITON
+from conftest import CUSTOM_MODEL, YOLO_TRITON, pyproject, ultralytics_assets
+from only_distributions import command
 
 from yolo_triton.preprocessing import decode
 
@@ -131,3 +133,26 @@ def test_a_models_own_class_names(triton, test_images, tmp_path):
 
         ours, theirs = np.abs(drawn - drawn_with(CUSTOM_NAMES)).mean(), np.abs(drawn - drawn_with(coco)).mean()
         assert ours * 10 < theirs, (line["image"], ours, theirs)
+
+
+def test_the_client_alone_detects(triton, tmp_path):
+    """`pip install yolo-triton` (numpy, tritonclient, tqdm, nothing else importable) detects;
+    --save, which draws with the [draw] extra, says so in one line instead of a traceback."""
+    client_only = pyproject()["dependencies"]
+    bus = ultralytics_assets() / "bus.jpg"
+    cli = ("run", "yolo_triton.client.cli", "detect", "--url", triton.grpc_url, "--model", "yolov8_nano", str(bus))
+    run = subprocess.run(command(client_only, *cli), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "bus" in {d["class_name"] for d in json.loads(run.stdout)["detections"]}  # the official yolov8n
+
+    save = subprocess.run(
+        command(client_only, *cli, "--save", str(tmp_path / "drawn")),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert save.returncode == 2 and not save.stdout, save.stderr[-3000:]
+    assert save.stderr.strip().splitlines() == [
+        'yolo-triton: error: --save draws with OpenCV and Pillow (cv2 is missing): pip install "yolo-triton[draw]"'
+    ]

@@ -82,10 +82,23 @@ def _annotated_path(save_dir: Path, source: str, used: set[str]) -> Path:
     return save_dir / name
 
 
+def _annotated_saver(save_dir: Path | None):
+    """save_annotated of the [draw] extra, imported only for --save: the client alone detects."""
+    if save_dir is None:
+        return None
+    try:
+        from yolo_triton.client.annotate import save_annotated
+    except ModuleNotFoundError as e:
+        raise ClientError(
+            f'--save draws with OpenCV and Pillow ({e.name} is missing): pip install "yolo-triton[draw]"'
+        ) from None
+    return save_annotated
+
+
 def detect_command(args) -> int:
-    from yolo_triton.client.annotate import save_annotated
     from yolo_triton.client.async_detector import expand_sources
 
+    save_annotated = _annotated_saver(args.save)
     images = expand_sources(args.sources)
     failures, saved = 0, set()
     with ExitStack() as stack:
@@ -98,7 +111,7 @@ def detect_command(args) -> int:
             if not result.ok:
                 failures += 1
                 progress.write(f"yolo-triton: {result.source}: {result.error}", file=sys.stderr)
-            elif args.save:
+            elif save_annotated:
                 save_annotated(
                     Path(result.source).read_bytes(),
                     result.detections,
