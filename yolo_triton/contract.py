@@ -113,6 +113,10 @@ def is_ensemble(model: str) -> bool:
 
 PADDING_VALUE = 114  # grey of Ultralytics' LetterBox
 
+# Boxes of class c are moved by c x CLASS_OFFSET before a one-group NMS, so boxes of different
+# classes never overlap: per-class NMS in one group (Ultralytics' NMS does the same, with 7680).
+CLASS_OFFSET = 7680.0
+
 
 # --- The variant table ------------------------------------------------------------------------
 @dataclass(frozen=True)

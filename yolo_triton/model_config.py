@@ -124,9 +124,10 @@ def detector_config(
     name: str | None = None,
     inputs: tuple[TensorSpec, ...] | None = None,
     outputs: tuple[TensorSpec, ...] | None = None,
+    precision: str | None = None,
 ) -> str:
-    """The variant's detector run by the target; name, inputs and outputs: another graph served as
-    the detector would be (the benchmarks' bare network)."""
+    """The variant's detector run by the target (at the target's precision unless given); name, inputs
+    and outputs: another graph served as the detector would be (the benchmarks' bare network)."""
     t = TARGETS[target]
     return model_config(
         name or v.detector,
@@ -136,7 +137,7 @@ def detector_config(
         outputs or v.outputs,
         v.preferred_batch_sizes,
         kind=t.device.instance_kind,
-        parameters=t.parameters(v) if t.parameters else None,
+        parameters=t.parameters(v, precision or t.precision) if t.parameters else None,
         instances=t.device.detector_instances,
         queue_delay_us=t.device.queue_delay_us,
         extra=model_config_pb2.ModelConfig(optimization=t.optimization, model_warmup=warmup(v) if t.warmup else ()),

@@ -40,28 +40,58 @@ MODEL_SOURCES = Path(__file__).resolve().parent / "triton_models"
 DEVICES = ("auto", "gpu", "cpu")
 
 
-def gpu_runtime_available() -> bool:
-    """CuPy, nvImageCodec and ONNX Runtime's CUDA provider importable here, and a CUDA GPU."""
+def _gpu_preprocessing_available() -> bool:
+    """CuPy and nvImageCodec importable here, and a CUDA GPU (what preprocess needs on the GPU)."""
     try:
         import cupy
-        import onnxruntime
         from nvidia import nvimgcodec  # noqa: F401
 
-        return (
-            "CUDAExecutionProvider" in onnxruntime.get_available_providers() and cupy.cuda.runtime.getDeviceCount() > 0
-        )
+        return cupy.cuda.runtime.getDeviceCount() > 0
     except Exception:
         return False
+
+
+def _pytorch_gpu_available() -> bool:
+    """PyTorch (with torchvision) here can use the GPU: its CUDA build runs on this driver."""
+    try:
+        import torch
+        import torchvision  # noqa: F401
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def _onnxruntime_gpu_available() -> bool:
+    try:
+        import onnxruntime
+
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    except Exception:
+        return False
+
+
+def gpu_target() -> str | None:
+    """The GPU target this machine can serve, fastest first (benchmarks/RESULTS.md): pytorch-gpu where
+    pip's PyTorch runs on the driver, else onnxruntime-gpu (a CUDA 12 driver); None without a GPU runtime."""
+    if not _gpu_preprocessing_available():
+        return None
+    if _pytorch_gpu_available():
+        return "pytorch-gpu"
+    return "onnxruntime-gpu" if _onnxruntime_gpu_available() else None
 
 
 def auto_target(device: str = "auto") -> str:
     """YOLO_DEVICE: "gpu" or "cpu" force a side; "auto" serves on the GPU when its runtime is here."""
     if device not in DEVICES:
         raise ValueError(f"YOLO_DEVICE must be one of {DEVICES}, not {device!r}")
-    if device == "gpu" and not gpu_runtime_available():
-        raise RuntimeError("YOLO_DEVICE=gpu, but CuPy, nvImageCodec, ONNX Runtime GPU or a CUDA GPU is missing here")
-    on_gpu = device == "gpu" or (device == "auto" and gpu_runtime_available())
-    return "onnxruntime-gpu" if on_gpu else "onnxruntime-cpu"
+    on_gpu = gpu_target() if device != "cpu" else None
+    if device == "gpu" and on_gpu is None:
+        raise RuntimeError(
+            "YOLO_DEVICE=gpu, but CuPy, nvImageCodec, a GPU build of PyTorch or ONNX Runtime, or a CUDA GPU"
+            " is missing here"
+        )
+    return on_gpu or "onnxruntime-cpu"
 
 
 def _export_key(v: Variant, target: Target, precision: str) -> str:
@@ -148,7 +178,7 @@ def write_repository(
     for name, served in preprocess.items():
         model(name, preprocess_config(served, target), "preprocess.py")
     for v in variants:
-        version = model(v.detector, detector_config(v, target), t.source)
+        version = model(v.detector, detector_config(v, target, precision=precision), t.source)
         model(v.name, ensemble_config(v))
         product = version / t.artifact
         stamp = product.with_name(product.name + ".key")
@@ -159,6 +189,10 @@ def write_repository(
         for artifact in {o.artifact for o in TARGETS.values()}:
             for leftover in (version / artifact, version / f"{artifact}.key"):
                 leftover.unlink(missing_ok=True)
+        if t.nms is None:  # the runtime loads the weights themselves
+            shutil.copy(v.weights, product)
+            stamp.write_text(key)
+            continue
         graph = create_onnx(v.weights, v, t.nms, version / "model.onnx", precision)
         if t.engine:
             from yolo_triton.export.build_engine import build_engine
@@ -169,7 +203,7 @@ def write_repository(
 
 
 def choose_target(requested: str = "auto", env: dict[str, str] | None = None) -> str:
-    """--target auto: onnxruntime-gpu or onnxruntime-cpu by YOLO_DEVICE (auto_target)."""
+    """--target auto: the GPU target of this machine or onnxruntime-cpu, by YOLO_DEVICE (auto_target)."""
     env = os.environ if env is None else env
     return auto_target(env.get("YOLO_DEVICE", "auto")) if requested == "auto" else requested
 
@@ -181,7 +215,8 @@ def main():
         "--target",
         choices=("auto", *TARGETS),
         default="auto",
-        help="detector runtime; auto: onnxruntime-gpu where a GPU and its runtime are, else onnxruntime-cpu"
+        help="detector runtime; auto: pytorch-gpu (or onnxruntime-gpu where pip's PyTorch cannot use the driver)"
+        " where a GPU and its runtime are, else onnxruntime-cpu"
         " (YOLO_DEVICE=gpu|cpu forces one). " + "; ".join(f"{t.name}: {t.description}" for t in TARGETS.values()),
     )
     args = parser.parse_args()

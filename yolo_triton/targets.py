@@ -7,8 +7,9 @@ rows into configs, yolo_triton.repository into files.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from tritonclient.grpc import model_config_pb2
 
@@ -56,23 +57,34 @@ class Runtime:
 PYTHON = Runtime(backend="python")
 
 
-def onnxruntime_batch_sizes(max_batch_size: int) -> tuple[int, ...]:
-    """The batch sizes onnxruntime-gpu keeps a session for (an execution is padded up to the next):
-    powers of two, and the maximum; at most half of a padded batch is padding."""
+def padded_batch_sizes(max_batch_size: int) -> tuple[int, ...]:
+    """The batch sizes a GPU detector keeps a session or CUDA graph for (an execution is padded up to
+    the next): powers of two, and the maximum; at most half of a padded batch is padding."""
     sizes = [1]
     while sizes[-1] * 2 < max_batch_size:
         sizes.append(sizes[-1] * 2)
     return (*sizes, max_batch_size) if max_batch_size > 1 else (1,)
 
 
-def onnxruntime_gpu_parameters(max_batch_size: int) -> dict[str, str]:
-    """The config parameters of a model run by onnxruntime_gpu_detector.py: inputs wherever they
-    are (GPU memory from preprocess), and its batch sizes."""
+def _gpu_python_parameters(v: Variant) -> dict[str, str]:
+    """Of a GPU detector in a Python model: inputs wherever they are (GPU memory from preprocess), and
+    its batch sizes."""
     return {
         "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
-        "batch_sizes": ",".join(map(str, onnxruntime_batch_sizes(max_batch_size))),
-        "prefer_nhwc": GPU_PREFER_NHWC,
+        "batch_sizes": ",".join(map(str, padded_batch_sizes(v.max_batch_size))),
     }
+
+
+def onnxruntime_gpu_parameters(v: Variant, precision: str) -> dict[str, str]:
+    """The config parameters of a model run by onnxruntime_gpu_detector.py."""
+    return {**_gpu_python_parameters(v), "prefer_nhwc": GPU_PREFER_NHWC}
+
+
+def pytorch_gpu_parameters(v: Variant, precision: str) -> dict[str, str]:
+    """The config parameters of a model run by pytorch_detector.py: its precision and the variant's
+    fields (thresholds, K, head kind) that the post-processing follows."""
+    fields = {k: val for k, val in asdict(v).items() if k != "class_names"}
+    return {**_gpu_python_parameters(v), "precision": precision, "variant": json.dumps(fields)}
 
 
 @dataclass(frozen=True)
@@ -81,16 +93,18 @@ class Target:
 
     name: str
     description: str
-    nms: str  # the NMS flavour of the exported graph (create_onnx.NMS_FLAVOURS)
+    nms: str | None  # the NMS flavour of the exported graph (create_onnx.NMS_FLAVOURS); None: no graph, the weights
     precision: str  # of the network (create_onnx.PRECISIONS); YOLO_PRECISION overrides
     runtime: Runtime
     device: Device
     source: str | None = None  # the Python model (triton_models/) copied to <detector>/1/model.py, if any
-    artifact: str = "model.onnx"  # the file in the detector's version folder that is served
+    artifact: str = "model.onnx"  # the file in the detector's version folder that is served (the weights: model.pt)
     # The build step: the ONNX graph alone, or then a TensorRT engine built from it (export/build_engine.py).
     # An engine runs only on the GPU model and TensorRT version that built it: both join its export key.
     engine: bool = False
-    parameters: Callable[[Variant], dict[str, str]] | None = None  # the detector config's parameters
+    parameters: Callable[[Variant, str], dict[str, str]] | None = (
+        None  # the detector config's, by variant and precision
+    )
     optimization: model_config_pb2.ModelOptimizationPolicy | None = None  # the detector config's, if any
     warmup: bool = False  # the detector is warmed at load at batch 1 and the max batch (model_config.warmup)
 
@@ -152,7 +166,20 @@ TARGETS: dict[str, Target] = {
             runtime=PYTHON,
             device=GPU,
             source="onnxruntime_gpu_detector.py",
-            parameters=lambda v: onnxruntime_gpu_parameters(v.max_batch_size),
+            parameters=onnxruntime_gpu_parameters,
+        ),
+        Target(
+            "pytorch-gpu",
+            "PyTorch in a Python model: Ultralytics' network as one CUDA graph per batch size, NMS for the"
+            " whole batch on the GPU, input from GPU memory by DLPack: a CUDA GPU whose driver runs pip's"
+            " PyTorch (make serve)",
+            nms=None,
+            precision="fp16",
+            runtime=PYTHON,
+            device=GPU,
+            source="pytorch_detector.py",
+            artifact="model.pt",
+            parameters=pytorch_gpu_parameters,
         ),
         Target(
             "tensorrt",
@@ -174,7 +201,7 @@ TARGETS: dict[str, Target] = {
             device=GPU,
             # cudnn_conv_algo_search 1 (HEURISTIC): for convolutions left to the CUDA provider, whose
             # default (EXHAUSTIVE) searches again on every new batch shape (seconds each).
-            parameters=lambda v: {"cudnn_conv_algo_search": "1"},
+            parameters=lambda v, precision: {"cudnn_conv_algo_search": "1"},
             optimization=TENSORRT_IN_ONNXRUNTIME,
             warmup=True,
         ),

@@ -1,12 +1,15 @@
 """The generated configs and the exported graphs carry exactly the contract of contract.py."""
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from yolo_triton.contract import IMAGE_INPUT, PREPROCESS_MODEL, VARIANTS, detection_outputs
+from yolo_triton.contract import IMAGE_INPUT, PREPROCESS_MODEL, VARIANTS, Variant, detection_outputs
 from yolo_triton.model_config import QUEUE_BATCHES, detector_config, ensemble_config, preprocess_config
 from yolo_triton.repository import choose_target
 from yolo_triton.targets import (
@@ -177,25 +180,35 @@ def test_preprocess_config_serves_every_variant():
         assert gpu.dynamic_batching.max_queue_delay_microseconds == GPU_QUEUE_DELAY_US
 
 
+@pytest.mark.parametrize("target", ["onnxruntime-gpu", "pytorch-gpu"])
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_onnxruntime_gpu_config(name):
-    """onnxruntime-gpu: GPU inputs stay in GPU memory; one session per batch size, up to the max."""
+def test_gpu_python_detector_config(name, target):
+    """GPU detectors in a Python model: GPU inputs stay in GPU memory; one ONNX Runtime session or
+    CUDA graph per batch size, up to the max; PyTorch's also gets the precision and the variant's fields."""
     v = VARIANTS[name]
-    config = _parse(detector_config(v, "onnxruntime-gpu"))
+    config = _parse(detector_config(v, target, precision="fp32"))
     parameters = {k: p.string_value for k, p in config.parameters.items()}
-    assert parameters["FORCE_CPU_ONLY_INPUT_TENSORS"] == "no" and parameters["prefer_nhwc"] == GPU_PREFER_NHWC
+    assert parameters["FORCE_CPU_ONLY_INPUT_TENSORS"] == "no"
     sizes = [int(b) for b in parameters["batch_sizes"].split(",")]
     assert sizes[0] == 1 and sizes[-1] == v.max_batch_size and sizes == sorted(set(sizes))
     assert all(b <= 2 * a for a, b in zip(sizes, sizes[1:]))  # at most half of a padded batch is padding
     assert [(g.kind, g.count) for g in config.instance_group] == [
         (model_config_pb2.ModelInstanceGroup.KIND_GPU, GPU_DETECTOR_INSTANCES)
     ]
+    if target == "onnxruntime-gpu":
+        assert parameters["prefer_nhwc"] == GPU_PREFER_NHWC
+    else:
+        assert parameters["precision"] == "fp32"
+        fields = json.loads(parameters["variant"])
+        assert Variant(**fields, class_names=v.class_names) == replace(
+            v, **{k: fields[k] for k in ("preferred_batch_sizes",)}
+        )
 
 
 def test_target_choice(monkeypatch):
     from yolo_triton import repository
 
-    monkeypatch.setattr(repository, "gpu_runtime_available", lambda: False)
+    monkeypatch.setattr(repository, "gpu_target", lambda: None)
     assert choose_target("auto", {}) == "onnxruntime-cpu"
     assert choose_target("auto", {"YOLO_DEVICE": "cpu"}) == "onnxruntime-cpu"
     assert choose_target("tensorrt", {"YOLO_DEVICE": "cpu"}) == "tensorrt"  # an explicit target is taken as given
@@ -203,9 +216,10 @@ def test_target_choice(monkeypatch):
         choose_target("auto", {"YOLO_DEVICE": "gpu"})
     with pytest.raises(ValueError, match="YOLO_DEVICE must be one of"):
         choose_target("auto", {"YOLO_DEVICE": "tpu"})
-    monkeypatch.setattr(repository, "gpu_runtime_available", lambda: True)
-    assert choose_target("auto", {}) == choose_target("auto", {"YOLO_DEVICE": "gpu"}) == "onnxruntime-gpu"
-    assert choose_target("auto", {"YOLO_DEVICE": "cpu"}) == "onnxruntime-cpu"
+    for gpu in ("pytorch-gpu", "onnxruntime-gpu"):
+        monkeypatch.setattr(repository, "gpu_target", lambda gpu=gpu: gpu)
+        assert choose_target("auto", {}) == choose_target("auto", {"YOLO_DEVICE": "gpu"}) == gpu
+        assert choose_target("auto", {"YOLO_DEVICE": "cpu"}) == "onnxruntime-cpu"
 
 
 ONNX_TYPES = {

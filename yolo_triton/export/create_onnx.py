@@ -35,7 +35,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from yolo_triton.contract import LETTERBOX_PARAMS, VARIANTS, Variant, letterboxed_images
+from yolo_triton.contract import CLASS_OFFSET, LETTERBOX_PARAMS, VARIANTS, Variant, letterboxed_images
 
 NMS_FLAVOURS = ("onnx", "efficient_nms")
 PRECISIONS = ("fp32", "fp16")  # of the network; NMS and box mapping are FP32 in both
@@ -128,11 +128,6 @@ def _decode_head(b: _Builder, v: Variant, output0: gs.Variable):
         candidates = b.op("Where", [is_best, scores, b.const("zero", np.float32(0))])  # [B, N, C]
     axis2 = b.const("axis2", np.array([2], dtype=np.int64))
     return boxes, candidates, b.op("Squeeze", [best, axis2]), b.op("Squeeze", [best_class, axis2])
-
-
-# Boxes of class c are moved by c x CLASS_OFFSET before a one-group NMS, so boxes of different
-# classes never overlap: per-class NMS in one group (Ultralytics' NMS does the same, with 7680).
-CLASS_OFFSET = 7680.0
 
 
 def _onnx_nms(b: _Builder, v: Variant, boxes, candidates, best, best_class):

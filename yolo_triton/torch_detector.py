@@ -1,0 +1,223 @@
+"""The detector in PyTorch: Ultralytics' own network, then NMS and the mapping to original pixels
+for the whole batch, with the meaning of the ONNX detector graph (yolo_triton/export/create_onnx.py).
+
+    network      the weights loaded by Ultralytics and fused, as its predict runs them (FP16 or FP32,
+                 channels_last on the GPU); UINT8 letterboxed images in, normalised here
+    postprocess  output0 -> per image: candidates above conf (each anchor's best class, or every
+                 class for multi-label variants), NMS per class (boxes offset by class, as the graph
+                 and Ultralytics do), the top K by score; NMS-free heads: the top K above conf
+                 -> (box - pad) / scale, clipped to the image; rows past num_dets zeroed, classes -1
+
+On the GPU, `Detector` runs the network as one CUDA graph per batch size (captured at load, an
+execution padded up to the next size), so a small batch costs one graph launch, not hundreds of
+kernel launches from Python. Rect variants (any height and width) run it eagerly. The NMS runs once
+for the whole batch (boxes also offset by image), except for multi-label variants: their up to
+MAX_NMS candidates per image run image by image, as Ultralytics' own NMS does.
+
+tests/unit/test_torch_detector.py checks on the CPU that this gives what the ONNX graph gives.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torchvision
+
+from yolo_triton.contract import CLASS_OFFSET, PADDING_VALUE, Variant
+
+MAX_NMS = 30_000  # candidates per image at most (multi-label), the highest scored: Ultralytics' max_nms
+PRECISIONS = {"fp16": torch.float16, "fp32": torch.float32}
+
+
+def load_network(weights: str, variant: Variant, device: torch.device, precision: str = "fp32") -> torch.nn.Module:
+    """Ultralytics' network of the weights, fused, in eval mode, on `device` in `precision`; NMS-free
+    variants on their one-to-one head (Ultralytics: predict(nms=False))."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")  # no update or hub checks while loading
+    from ultralytics.nn.tasks import load_checkpoint
+
+    network, _ = load_checkpoint(weights, device="cpu")
+    if hasattr(network, "end2end"):  # before fusing, which drops the head not chosen
+        network.end2end = variant.nms_free
+    network = network.fuse(verbose=False).to(device=device, dtype=PRECISIONS[precision]).eval()
+    if device.type == "cuda":
+        network = network.to(memory_format=torch.channels_last)
+    for p in network.parameters():
+        p.requires_grad_(False)
+    return network
+
+
+def first_output(prediction) -> torch.Tensor:
+    """output0 of a forward pass: Ultralytics' eval mode returns (output0, raw head outputs)."""
+    return prediction[0] if isinstance(prediction, (tuple, list)) else prediction
+
+
+@dataclass(frozen=True)
+class Detections:
+    """The detector's outputs for a batch (the contract's num_dets, det_boxes, det_scores, det_classes)."""
+
+    num_dets: torch.Tensor  # [B, 1] int32
+    det_boxes: torch.Tensor  # [B, K, 4] float32, original pixels
+    det_scores: torch.Tensor  # [B, K] float32
+    det_classes: torch.Tensor  # [B, K] int32, -1 past num_dets
+
+
+def postprocess(output0: torch.Tensor, letterbox: torch.Tensor, v: Variant) -> Detections:
+    """The detections of a batch: output0 as the network gives it ([B, 4 + C, N]; NMS-free [B, 300, 6]),
+    letterbox [B, 6] (pad_x, pad_y, scale_x, scale_y, width, height)."""
+    output0 = output0.float()
+    if v.nms_free:
+        boxes, scores, classes = _top_k_above_conf(output0, v)
+    else:
+        boxes, scores, classes = _nms(output0, v)
+    return _to_original_pixels(boxes, scores, classes, letterbox.float(), v)
+
+
+def _top_k_above_conf(output0: torch.Tensor, v: Variant):
+    """The NMS-free head's [B, 300, 6] (x1, y1, x2, y2, score, class): each image's top K of the scores
+    above conf, as boxes [B, K, 4], scores [B, K] (0 past the detections), classes [B, K] int32."""
+    scores = output0[..., 4]
+    kept = torch.where(scores > v.conf, scores, torch.zeros_like(scores))
+    top_scores, top = kept.topk(min(v.max_detections, kept.shape[1]), dim=1)
+    boxes = torch.gather(output0[..., :4], 1, top[..., None].expand(-1, -1, 4))
+    classes = torch.gather(output0[..., 5], 1, top).to(torch.int32)
+    missing = v.max_detections - top.shape[1]  # fewer than K rows: zeros appended
+    if missing > 0:
+        boxes, top_scores, classes = (
+            torch.nn.functional.pad(x, pad)
+            for x, pad in ((boxes, (0, 0, 0, missing)), (top_scores, (0, missing)), (classes, (0, missing)))
+        )
+    return boxes, top_scores, classes
+
+
+def _nms(output0: torch.Tensor, v: Variant):
+    """[B, 4 + C, N] -> each image's top K after NMS: boxes [B, K, 4] (letterboxed x1y1x2y2), scores
+    [B, K] (0 past the detections), classes [B, K] int32."""
+    rows = output0.transpose(1, 2)  # [B, N, 4 + C]
+    batch = rows.shape[0]
+    xy, wh = rows[..., :2], rows[..., 2:4]
+    boxes = torch.cat((xy - wh / 2, xy + wh / 2), dim=2)  # [B, N, 4]
+    scores = rows[..., 4 : 4 + v.num_classes]
+    if v.multi_label:  # every (anchor, class) pair above conf
+        image, anchor, cls = (scores > v.conf).nonzero(as_tuple=True)
+        score = scores[image, anchor, cls]
+        keep = torch.cat([_nms_of(boxes, image, anchor, cls, score, v, only=b) for b in range(batch)])
+    else:  # each anchor's best class
+        best, best_class = scores.max(dim=2)
+        image, anchor = (best > v.conf).nonzero(as_tuple=True)
+        cls, score = best_class[image, anchor], best[image, anchor]
+        keep = _nms_of(boxes, image, anchor, cls, score, v)
+    # keep is sorted by score: a stable sort by image keeps that order within each image
+    image, anchor, cls, score = image[keep], anchor[keep], cls[keep], score[keep]
+    order = torch.sort(image, stable=True).indices
+    image, anchor, cls, score = image[order], anchor[order], cls[order], score[order]
+    first = torch.searchsorted(image, torch.arange(batch, device=image.device))
+    rank = torch.arange(len(image), device=image.device) - first[image]
+    top = rank < v.max_detections
+    image, anchor, cls, score, rank = image[top], anchor[top], cls[top], score[top], rank[top]
+    k = v.max_detections
+    top_boxes = boxes.new_zeros((batch, k, 4))
+    top_scores = boxes.new_zeros((batch, k))
+    top_classes = torch.zeros((batch, k), dtype=torch.int32, device=boxes.device)
+    top_boxes[image, rank] = boxes[image, anchor]
+    top_scores[image, rank] = score
+    top_classes[image, rank] = cls.to(torch.int32)
+    return top_boxes, top_scores, top_classes
+
+
+def _nms_of(boxes, image, anchor, cls, score, v: Variant, only: int | None = None) -> torch.Tensor:
+    """Indices into the candidates (image, anchor, class, score) that survive NMS per image and class,
+    sorted by score; `only`: the candidates of that image alone, at most MAX_NMS of them. Boxes are
+    offset by class (x) and image (y) so that one NMS call keeps the groups apart; in float64, so the
+    offsets do not round the coordinates."""
+    index = torch.arange(len(score), device=score.device)
+    if only is not None:
+        index = index[image == only]
+        if len(index) > MAX_NMS:
+            index = index[score[index].topk(MAX_NMS).indices]
+    candidates = boxes[image[index], anchor[index]].double()
+    offset = torch.zeros_like(candidates[:, :2])
+    if not v.class_agnostic:
+        offset[:, 0] = cls[index].double() * CLASS_OFFSET
+    offset[:, 1] = image[index].double() * CLASS_OFFSET
+    kept = torchvision.ops.nms(candidates + offset.repeat(1, 2), score[index].double(), v.iou)
+    return index[kept]
+
+
+def _to_original_pixels(boxes, scores, classes, letterbox, v: Variant) -> Detections:
+    """(box - pad) / scale, clipped to the image; rows past num zeroed (classes -1)."""
+    num = (scores > 0).sum(dim=1, keepdim=True, dtype=torch.int32)
+    pad, scale, size = (letterbox[:, i : i + 2].repeat(1, 2)[:, None, :] for i in (0, 2, 4))
+    mapped = torch.minimum(((boxes - pad) / scale).clamp(min=0), size)
+    valid = torch.arange(v.max_detections, device=boxes.device)[None, :] < num
+    return Detections(
+        num,
+        torch.where(valid[..., None], mapped, torch.zeros_like(mapped)),
+        torch.where(valid, scores, torch.zeros_like(scores)),
+        torch.where(valid, classes, torch.full_like(classes, -1)),
+    )
+
+
+class Detector:
+    """Images (UINT8 [B, 3, H, W]) and letterbox rows in, Detections out, on one device.
+
+    On a CUDA device, for square variants, the network of each batch size in `graph_sizes` is one
+    CUDA graph, captured here; an execution of n images runs the graph of the smallest size >= n,
+    the padding rows grey. Elsewhere (the CPU, rect variants) the network runs eagerly."""
+
+    WARMUP_RUNS = 3  # eager runs before a capture (cuDNN's algorithm choice, lazy initialisation)
+
+    def __init__(self, weights: str, v: Variant, device: torch.device, precision: str = "fp32", graph_sizes=()):
+        self.variant, self.device = v, device
+        self.dtype = PRECISIONS[precision]
+        self.network = load_network(weights, v, device, precision)
+        self.graphs: dict[int, tuple] = {}  # batch size -> (graph, its input buffer, its output, head state)
+        if device.type == "cuda" and not v.rect and graph_sizes:
+            self.stream = torch.cuda.Stream(device)
+            pool = torch.cuda.graph_pool_handle()  # one memory pool: only one graph runs at a time
+            for size in sorted(graph_sizes, reverse=True):  # the largest first: the smaller ones fit in its memory
+                self.graphs[size] = self._capture(size, pool)
+
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(self.dtype) / 255  # as Ultralytics' predict: /255 in the network's precision
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return first_output(self.network(x))
+
+    @torch.inference_mode()
+    def _capture(self, size: int, pool) -> tuple:
+        imgsz = self.variant.imgsz
+        images = torch.full((size, 3, imgsz, imgsz), PADDING_VALUE, dtype=torch.uint8, device=self.device)
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self.stream):
+            for _ in range(self.WARMUP_RUNS):
+                self._forward(images)
+        torch.cuda.current_stream(self.device).wait_stream(self.stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool, stream=self.stream):
+            output = self._forward(images)
+        # the head's anchors for this batch shape, which the graph reads: kept alive with it (the head
+        # makes new ones when the batch size changes)
+        head = self.network.model[-1]
+        return graph, images, output, (getattr(head, "anchors", None), getattr(head, "strides", None))
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor | list[torch.Tensor], letterbox: torch.Tensor) -> Detections:
+        """images: one UINT8 batch, or the batches of several requests (copied straight into the graph's
+        input); letterbox: their rows, in the same order."""
+        parts = [images] if isinstance(images, torch.Tensor) else images
+        count = sum(len(p) for p in parts)
+        size = min((s for s in self.graphs if s >= count), default=None)
+        if size is not None:
+            graph, buffer, output, _ = self.graphs[size]
+            start = 0
+            for part in parts:
+                buffer[start : start + len(part)].copy_(part, non_blocking=True)
+                start += len(part)
+            buffer[count:].fill_(PADDING_VALUE)
+            graph.replay()
+            output = output[:count]
+        else:
+            output = self._forward(torch.cat([p.to(self.device, non_blocking=True) for p in parts]))
+        return postprocess(output, letterbox.to(self.device, non_blocking=True), self.variant)
