@@ -33,7 +33,7 @@ from yolo_triton.contract import BUILTIN_SOURCE, VARIANTS, Variant
 from yolo_triton.model_config import detector_config, ensemble_config, preprocess_config
 from yolo_triton.models_file import ModelsFileError, inspect_weights
 from yolo_triton.targets import TARGETS, Target
-from yolo_triton.weights import ROOT, NoWeights, models_source, resolve_models
+from yolo_triton.weights import ROOT, WeightsError, models_source, resolve_models
 
 DEFAULT_OUT = ROOT / "model_repository"
 MODEL_SOURCES = Path(__file__).resolve().parent / "triton_models"
@@ -225,7 +225,7 @@ def main():
     try:
         models = resolve_models()
         print(write_repository(args.out, models, target, os.environ.get("YOLO_PRECISION") or None, models_source()))
-    except (NoWeights, ModelsFileError) as e:
+    except (WeightsError, ModelsFileError) as e:
         print(e, file=sys.stderr)
         raise SystemExit(2) from None
 

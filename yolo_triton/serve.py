@@ -19,7 +19,7 @@ from yolo_triton.models_file import ModelsFileError
 from yolo_triton.repository import DEFAULT_OUT, ROOT, choose_target, write_repository
 from yolo_triton.targets import TARGETS
 from yolo_triton.tritonserver import TritonServer, gpu_server_args
-from yolo_triton.weights import NoWeights, models_source, resolve_models
+from yolo_triton.weights import WeightsError, models_source, resolve_models
 
 FIRST_REQUEST = """\
 Serving {models} on 127.0.0.1 (HTTP {http}, gRPC {grpc}, metrics {metrics}). Ctrl-C stops it.
@@ -50,7 +50,7 @@ def main():
         repository = write_repository(
             args.repository, models, target, os.environ.get("YOLO_PRECISION") or None, models_source()
         )
-    except (NoWeights, ModelsFileError) as e:
+    except (WeightsError, ModelsFileError) as e:
         print(e, file=sys.stderr)
         raise SystemExit(2) from None
     server = TritonServer(

@@ -19,8 +19,10 @@ TEST_DATA = ROOT.parent / "shared" / "data"  # the tests' data when YOLO_TEST_DA
 WEIGHTS_HOST = ("github.com", 443)  # where Ultralytics downloads its release assets from
 
 
-class NoWeights(Exception):
-    """Nothing named, nothing downloadable, no test weights: what the user must set."""
+class WeightsError(Exception):
+    """The environment names weights or variants that cannot be served (a file or folder that is not
+    there, an unknown variant), or names nothing and nothing can be found: one line saying what to
+    set, which `make serve` and the repository command print and exit with status 2."""
 
 
 def network_available(timeout: float = 2.0) -> bool:
@@ -45,37 +47,37 @@ def resolve_weights(env: dict[str, str] | None = None, online=None) -> dict[str,
                       else every variant found in YOLO_WEIGHTS_DIR, else the default YOLO11 n/s/m)
     YOLO_WEIGHTS      one .pt file; it serves the variant whose weights have its file name
                       (yolo11n.pt -> yolov11_nano), or the single variant named in YOLO_MODELS
-    YOLO_WEIGHTS_DIR  a folder of .pt files named as in the variant table
+    YOLO_WEIGHTS_DIR  a folder of .pt files named as in the variant table; without YOLO_MODELS it
+                      serves every (not *_eval) variant whose file is there, saying which in one line
     otherwise         the bare file name, which Ultralytics downloads; with no network, the test
                       weights of YOLO_TEST_DATA (default ../shared/data) if it holds them (saying
-                      so in one line), else NoWeights naming what to set
+                      so in one line), else WeightsError naming what to set
+    Every mistake is a WeightsError of one line.
     """
     env = os.environ if env is None else env
     names = [n.strip() for n in env.get("YOLO_MODELS", "").split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; the variant table has {sorted(VARIANTS)}")
+        raise WeightsError(
+            f"YOLO_MODELS: unknown variant(s) {', '.join(unknown)}; the built-in ones are {', '.join(VARIANTS)}"
+        )
     if env.get("YOLO_WEIGHTS"):
         path = env["YOLO_WEIGHTS"]
         if not Path(path).is_file():
-            raise FileNotFoundError(f"YOLO_WEIGHTS={path} is not a file")
+            raise WeightsError(f"YOLO_WEIGHTS={path} is not a file")
         if not names:
             match = contract.variant_for_weights(path)
             if match is None:
-                raise ValueError(
-                    f"no variant uses weights named {Path(path).name}; name one with YOLO_MODELS=<variant>"
+                raise WeightsError(
+                    f"YOLO_WEIGHTS={path}: no built-in variant uses weights named {Path(path).name}; "
+                    "name one with YOLO_MODELS=<variant>, or serve it from a models file (YOLO_MODELS_FILE)"
                 )
             names = [match.name]
         if len(names) != 1:
-            raise ValueError("YOLO_WEIGHTS gives one file: name at most one variant in YOLO_MODELS")
+            raise WeightsError("YOLO_WEIGHTS gives one file: name at most one variant in YOLO_MODELS")
         return {names[0]: path}
     if env.get("YOLO_WEIGHTS_DIR"):
-        folder = Path(env["YOLO_WEIGHTS_DIR"])
-        chosen = names or [n for n in contract.DEFAULT_VARIANTS if (folder / VARIANTS[n].weights).is_file()]
-        missing = [str(folder / VARIANTS[n].weights) for n in chosen if not (folder / VARIANTS[n].weights).is_file()]
-        if missing or not chosen:
-            raise FileNotFoundError(f"weights not found: {missing or folder}")
-        return {n: str(folder / VARIANTS[n].weights) for n in chosen}
+        return _weights_in_folder(Path(env["YOLO_WEIGHTS_DIR"]), names)
     chosen = names or list(contract.DEFAULT_VARIANTS)
     if (online or network_available)():
         return {n: VARIANTS[n].weights for n in chosen}
@@ -87,11 +89,37 @@ def resolve_weights(env: dict[str, str] | None = None, online=None) -> dict[str,
             flush=True,
         )
         return {n: str(test_weights / VARIANTS[n].weights) for n in chosen}
-    raise NoWeights(
+    raise WeightsError(
         f"No weights for {', '.join(chosen)}: no network to download them and none in {test_weights}. "
         "Set YOLO_WEIGHTS=/path/to/weights.pt (with YOLO_MODELS=<variant> for another file name) "
         "or YOLO_WEIGHTS_DIR=/folder/of/weights."
     )
+
+
+def _weights_in_folder(folder: Path, names: list[str]) -> dict[str, str]:
+    """YOLO_WEIGHTS_DIR: the variants named (each file must be there), else every serving variant
+    whose file is there, said in one line."""
+    if not folder.is_dir():
+        raise WeightsError(f"YOLO_WEIGHTS_DIR={folder} is not a folder")
+    if names:
+        missing = [f"{VARIANTS[n].weights} ({n})" for n in names if not (folder / VARIANTS[n].weights).is_file()]
+        if missing:
+            raise WeightsError(f"YOLO_WEIGHTS_DIR={folder} has no {', '.join(missing)}")
+        return {n: str(folder / VARIANTS[n].weights) for n in names}
+    found = {
+        n: str(folder / v.weights) for n, v in VARIANTS.items() if not v.multi_label and (folder / v.weights).is_file()
+    }
+    if not found:
+        files = sorted({v.weights for v in VARIANTS.values()})
+        raise WeightsError(
+            f"YOLO_WEIGHTS_DIR={folder} holds none of the built-in variants' weights ({', '.join(files)}); "
+            "weights of other names are served from a models file (YOLO_MODELS_FILE)"
+        )
+    print(
+        f"YOLO_WEIGHTS_DIR={folder}: serving {', '.join(found)}, the built-in variants whose weights are there.",
+        flush=True,
+    )
+    return found
 
 
 def resolve_models(env: dict[str, str] | None = None, online=None) -> dict[str, Variant]:

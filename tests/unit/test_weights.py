@@ -1,6 +1,7 @@
 """Which variants `make serve` serves, and from which weights (YOLO_WEIGHTS, YOLO_WEIGHTS_DIR,
-YOLO_MODELS; with nothing named: Ultralytics' download, else the test weights, else a clear exit).
-No test here touches the network: whether it is there is passed in."""
+YOLO_MODELS; with nothing named: Ultralytics' download, else the test weights, else a clear exit);
+every mistake in them one line and exit status 2. No test here touches the network: whether it is
+there is passed in."""
 
 import os
 import subprocess
@@ -9,7 +10,7 @@ import sys
 import pytest
 
 from yolo_triton.contract import DEFAULT_VARIANTS
-from yolo_triton.weights import ROOT, NoWeights, resolve_weights
+from yolo_triton.weights import ROOT, WeightsError, resolve_weights
 
 ONLINE, OFFLINE = (lambda: True), (lambda: False)
 
@@ -40,7 +41,7 @@ def test_offline_default_serves_the_test_weights_and_says_so(tmp_path, capsys):
 
 
 def test_offline_without_test_weights_names_what_to_set(tmp_path):
-    with pytest.raises(NoWeights, match="YOLO_WEIGHTS=.*YOLO_WEIGHTS_DIR="):
+    with pytest.raises(WeightsError, match="YOLO_WEIGHTS=.*YOLO_WEIGHTS_DIR="):
         resolve_weights({"YOLO_TEST_DATA": str(tmp_path)}, OFFLINE)
     named = tmp_path / "yolo11n.pt"
     named.write_bytes(b"x")  # named weights never ask for the network
@@ -78,23 +79,68 @@ def test_one_weights_file_serves_its_variant(tmp_path):
 def test_a_custom_file_name_needs_a_variant(tmp_path):
     pt = tmp_path / "best.pt"
     pt.write_bytes(b"x")
-    with pytest.raises(ValueError, match="YOLO_MODELS"):
+    with pytest.raises(WeightsError, match="YOLO_MODELS"):
         resolve_weights({"YOLO_WEIGHTS": str(pt)})
     assert resolve_weights({"YOLO_WEIGHTS": str(pt), "YOLO_MODELS": "yolov11_nano"}) == {"yolov11_nano": str(pt)}
 
 
 def test_missing_weights_file_is_named():
-    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+    with pytest.raises(WeightsError, match="nowhere.pt"):
         resolve_weights({"YOLO_WEIGHTS": "/nowhere.pt"})
 
 
-def test_weights_dir_serves_what_it_holds(tmp_path):
-    (tmp_path / "yolo11n.pt").write_bytes(b"x")
-    assert resolve_weights({"YOLO_WEIGHTS_DIR": str(tmp_path)}) == {"yolov11_nano": str(tmp_path / "yolo11n.pt")}
-    with pytest.raises(FileNotFoundError, match="yolov8n.pt"):
+def test_weights_dir_serves_every_variant_whose_file_it_holds_and_says_which(tmp_path, capsys):
+    for name in ("yolov8n.pt", "yolo26n.pt", "best.pt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert resolve_weights({"YOLO_WEIGHTS_DIR": str(tmp_path)}) == {
+        "yolov8_nano": str(tmp_path / "yolov8n.pt"),
+        "yolov26_nano": str(tmp_path / "yolo26n.pt"),
+    }
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"YOLO_WEIGHTS_DIR={tmp_path}: serving yolov8_nano, yolov26_nano")
+    named = {"YOLO_WEIGHTS_DIR": str(tmp_path), "YOLO_MODELS": "yolov8_nano_eval"}  # any variant, when named
+    assert resolve_weights(named) == {"yolov8_nano_eval": str(tmp_path / "yolov8n.pt")}
+    with pytest.raises(WeightsError, match=r"has no yolo11n.pt \(yolov11_nano\)"):
         resolve_weights({"YOLO_WEIGHTS_DIR": str(tmp_path), "YOLO_MODELS": "yolov11_nano,yolov8_nano"})
 
 
-def test_unknown_model_is_refused():
-    with pytest.raises(ValueError, match="yolov99"):
-        resolve_weights({"YOLO_MODELS": "yolov99"})
+# Each mistake in the variables, and the start of the one line that says it
+MISTAKES = {
+    "unknown variant": ({"YOLO_MODELS": "yolov99"}, "YOLO_MODELS: unknown variant(s) yolov99;"),
+    "no such file": ({"YOLO_WEIGHTS": "/nowhere.pt"}, "YOLO_WEIGHTS=/nowhere.pt is not a file"),
+    "a file of no variant": ({"YOLO_WEIGHTS": "{folder}/best.pt"}, "YOLO_WEIGHTS={folder}/best.pt: no built-in"),
+    "one file, two variants": (
+        {"YOLO_WEIGHTS": "{folder}/best.pt", "YOLO_MODELS": "yolov11_nano,yolov8_nano"},
+        "YOLO_WEIGHTS gives one file",
+    ),
+    "no such folder": ({"YOLO_WEIGHTS_DIR": "/nowhere"}, "YOLO_WEIGHTS_DIR=/nowhere is not a folder"),
+    "no weights in the folder": ({"YOLO_WEIGHTS_DIR": "{folder}"}, "YOLO_WEIGHTS_DIR={folder} holds none"),
+    "a named file missing": (
+        {"YOLO_WEIGHTS_DIR": "{folder}", "YOLO_MODELS": "yolov11_nano"},
+        "YOLO_WEIGHTS_DIR={folder} has no yolo11n.pt",
+    ),
+    "models file beside them": (
+        {"YOLO_MODELS_FILE": "{folder}/models.yaml", "YOLO_WEIGHTS_DIR": "{folder}"},
+        "YOLO_MODELS_FILE names the models and their weights: unset YOLO_WEIGHTS_DIR",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", ["serve", "repository"])
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_each_mistake_is_one_line_and_exit_status_2(mistake, command, tmp_path, monkeypatch, capsys):
+    """What `make serve` (and `make repository`) run, in this process: no traceback, status 2."""
+    import importlib
+
+    (tmp_path / "best.pt").write_bytes(b"x")
+    settings, message = MISTAKES[mistake]
+    for key in [k for k in os.environ if k.startswith("YOLO_")]:
+        monkeypatch.delenv(key)
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value.format(folder=tmp_path))
+    monkeypatch.setattr(sys, "argv", [command, "--out" if command == "repository" else "--repository", str(tmp_path)])
+    with pytest.raises(SystemExit) as exited:
+        importlib.import_module(f"yolo_triton.{command}").main()
+    assert exited.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(message.format(folder=tmp_path)), line
