@@ -18,7 +18,7 @@ from tritonclient.grpc import model_config_pb2
 from yolo_triton.contract import CLASS_NAMES_PARAMETER, IMAGE_INPUT, TensorSpec, Variant
 from yolo_triton.targets import PYTHON, QUEUE_DELAY_US, TARGETS, Runtime
 
-QUEUE_BATCHES = 2  # a model queues at most this many max-size batches; past that it rejects at once
+QUEUE_BATCHES = 2  # a model queues this many max-size batches (on the GPU at least GPU_MIN_QUEUE requests)
 
 
 def _tensors(message_type, specs: tuple[TensorSpec, ...]) -> list:
@@ -48,6 +48,7 @@ def model_config(
     parameters: dict[str, str] | None = None,
     instances: int = 1,
     queue_delay_us: int = QUEUE_DELAY_US,
+    min_queue: int = 0,
     extra: model_config_pb2.ModelConfig | None = None,
 ) -> str:
     """A dynamically batched model of one instance group; `extra`: fields merged in (optimization, warm-up)."""
@@ -61,7 +62,9 @@ def model_config(
         dynamic_batching=model_config_pb2.ModelDynamicBatching(
             preferred_batch_size=preferred,
             max_queue_delay_microseconds=queue_delay_us,
-            default_queue_policy=model_config_pb2.ModelQueuePolicy(max_queue_size=QUEUE_BATCHES * max_batch_size),
+            default_queue_policy=model_config_pb2.ModelQueuePolicy(
+                max_queue_size=max(QUEUE_BATCHES * max_batch_size, min_queue)
+            ),
         ),
         instance_group=[
             model_config_pb2.ModelInstanceGroup(
@@ -95,6 +98,7 @@ def preprocess_config(variants: list[Variant], target: str = "onnxruntime-cpu") 
         parameters={"imgsz": str(imgsz), "rect": str(int(rect)), "device": device.name},
         instances=device.preprocess_instances,
         queue_delay_us=device.queue_delay_us,
+        min_queue=device.min_queue,
     )
 
 
@@ -140,6 +144,7 @@ def detector_config(
         parameters=t.parameters(v, precision or t.precision) if t.parameters else None,
         instances=t.device.detector_instances,
         queue_delay_us=t.device.queue_delay_us,
+        min_queue=t.device.min_queue,
         extra=model_config_pb2.ModelConfig(optimization=t.optimization, model_warmup=warmup(v) if t.warmup else ()),
     )
 

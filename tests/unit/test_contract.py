@@ -114,8 +114,11 @@ def test_detector_config_is_the_contract(name, target):
     assert _io(config.output) == _spec(v.outputs)
     assert list(config.dynamic_batching.preferred_batch_size) == list(v.preferred_batch_sizes)
     assert max(v.preferred_batch_sizes) <= v.max_batch_size
-    # overload is answered by rejections, not by an unbounded queue
-    assert config.dynamic_batching.default_queue_policy.max_queue_size == QUEUE_BATCHES * v.max_batch_size
+    # overload is answered by rejections, not by an unbounded queue; on the GPU one that holds
+    # perf_analyzer's 512 requests in flight
+    queue = config.dynamic_batching.default_queue_policy.max_queue_size
+    assert queue == max(QUEUE_BATCHES * v.max_batch_size, TARGETS[target].device.min_queue)
+    assert queue >= 512 if TARGETS[target].on_gpu else queue == QUEUE_BATCHES * v.max_batch_size
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
