@@ -69,6 +69,9 @@ extern "C" __global__ void letterbox(const unsigned long long* sources, const in
 """
 
 
+DECODERS = ("HW_GPU_ONLY", "GPU_ONLY", "HYBRID_CPU_GPU")  # nvImageCodec's backends, in the order they are tried
+
+
 class GpuPreprocessor:
     """Decoder and kernel made once (initialize), then `__call__` per batch."""
 
@@ -79,7 +82,7 @@ class GpuPreprocessor:
         self.device = cp.cuda.Device(device_id)
         with self.device:
             self.kernel = cp.RawKernel(_LETTERBOX_SOURCE.replace("PADDING", str(PADDING_VALUE)), "letterbox")
-            kinds = backends or ("HW_GPU_ONLY", "GPU_ONLY", "HYBRID_CPU_GPU")
+            self.backends = kinds = backends or DECODERS
             # fancy upsampling: chroma upsampled as libjpeg (OpenCV) does, so pixels match Ultralytics' decode
             self.decoder = nvimgcodec.Decoder(
                 device_id=device_id,

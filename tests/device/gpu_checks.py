@@ -227,9 +227,17 @@ def _infer(url: str, model: str, images: list[bytes]) -> dict:
     )
 
 
+GPU_TARGETS = ("pytorch-gpu", "onnxruntime-gpu")
+RUNTIME = os.environ.get("RUNTIME", GPU_TARGETS[0])  # the detector runtime of every step but `runtimes`
+
+
+def _repository(runtime: str, precision: str) -> Path:
+    return DATA / f"model_repository_{runtime}_{precision}"
+
+
 REPOSITORY = {
-    "fp16": DATA / "model_repository_fp16",
-    "fp32": DATA / "model_repository_fp32",
+    "fp16": _repository(RUNTIME, "fp16"),
+    "fp32": _repository(RUNTIME, "fp32"),
     "rect": DATA / "model_repository_rect",
 }
 
@@ -276,9 +284,9 @@ def served(out_dir: Path, repository: Path | None = None):
         log.close()
         lines = (out_dir / "tritonserver.log").read_text(errors="replace").splitlines()  # fuzz bytes in messages
         print(
-            "\n".join(line for line in lines if "preprocess:" in line or "ONNX Runtime" in line or "rror" in line)[
-                -3000:
-            ]
+            "\n".join(
+                line for line in lines if any(w in line for w in ("preprocess:", "ONNX Runtime", "PyTorch", "rror"))
+            )[-3000:]
         )
 
 
@@ -287,8 +295,18 @@ def ensemble(photos: list[Path], out_dir: Path) -> dict:
     return {p: ensemble_accuracy(photos, out_dir, REPOSITORY[p]) for p in precisions}
 
 
-def ensemble_accuracy(photos: list[Path], out_dir: Path, repository: Path) -> dict:
+def _reference() -> dict:
+    """Ultralytics' predictions: its default predict on this GPU in FP32 (the ultralytics step), else
+    the CPU's of prepare.py."""
+    gpu = SCRATCH / "reference_gpu_fp32.json"
     reference = json.loads((DATA / "reference.json").read_text())
+    if gpu.exists():
+        reference = {**reference, "detections": json.loads(gpu.read_text()), "device": "gpu fp32"}
+    return reference
+
+
+def ensemble_accuracy(photos: list[Path], out_dir: Path, repository: Path) -> dict:
+    reference = _reference()
     model = reference["model"]
     with served(out_dir, repository) as url:
         counts = MatchCounts()
@@ -326,6 +344,7 @@ def ensemble_accuracy(photos: list[Path], out_dir: Path, repository: Path) -> di
                 bad[kind] = f"{e.code}: {json.loads(e.read()).get('error', '')[:160]}"
         return {
             "model": model,
+            "reference_from": reference.get("device", "cpu fp32"),
             "images": len(photos),
             "match": str(counts),
             "reference": counts.reference,
@@ -342,7 +361,7 @@ def ensemble_accuracy(photos: list[Path], out_dir: Path, repository: Path) -> di
 
 
 SCRATCH = Path("/tmp/yolo_triton_device")
-ENSEMBLE_LEVELS = tuple(int(c) for c in os.environ.get("ENSEMBLE_LEVELS", "1,2,4,8,16,32,64,128,256").split(","))
+ENSEMBLE_LEVELS = tuple(int(c) for c in os.environ.get("ENSEMBLE_LEVELS", "1,8,64,256,512").split(","))
 # the stages alone: at these levels both (e.g. 1,2 for the low-load tail), else preprocess at 256,
 # detector at 128 and 256
 STAGE_LEVELS = (
@@ -375,8 +394,9 @@ def _perf(url: str, model: str, data: Path, c: int, shapes: list[str], out_dir: 
     try:
         result, command = b.perf_analyzer(url.replace("18000", "18001"), model, data, c, shapes, SCRATCH, extra)
     except Exception as e:
-        return {"error": str(e)[-600:]}, ""
-    return {**result, "triton_statistics": statistics_between(before, triton_statistics(url))}, command
+        return {"error": str(e)[-600:], "errors": "perf_analyzer failed"}, ""
+    # perf_analyzer stops at the first failed request: a result means every request was answered
+    return {**result, "errors": 0, "triton_statistics": statistics_between(before, triton_statistics(url))}, command
 
 
 def bench(photos: list[Path], out_dir: Path) -> dict:
@@ -390,7 +410,7 @@ def bench(photos: list[Path], out_dir: Path) -> dict:
         ("stage: preprocess (GPU)", "preprocess", jpegs, ["image:1"], (), stage_levels[0]),
         # CUDA shared memory: the detector's inputs reach it in GPU memory, as from preprocess
         (
-            "stage: detector (ONNX Runtime GPU, input in CUDA shared memory)",
+            f"stage: detector ({RUNTIME}, input in CUDA shared memory)",
             VARIANTS[model].detector,
             letterboxed,
             [],
@@ -405,6 +425,113 @@ def bench(photos: list[Path], out_dir: Path) -> dict:
                 rows.append({"path": path, "concurrency": c, **result})
                 print({k: v for k, v in rows[-1].items() if k != "triton_statistics"}, flush=True)
     return {"rows": rows, "commands": commands}
+
+
+def runtimes(photos: list[Path], out_dir: Path) -> dict:
+    """Each GPU detector runtime in one run: its FP16 ensemble's accuracy and perf_analyzer at
+    ENSEMBLE_LEVELS (with Triton's statistics per model); FP32's accuracy for the first."""
+    model = _model()
+    jpegs, _ = _inputs(photos)
+    report = {}
+    for runtime in os.environ.get("RUNTIMES", ",".join(GPU_TARGETS)).split(","):
+        row = {"fp16": ensemble_accuracy(photos, out_dir, _repository(runtime, "fp16"))}
+        print(runtime, "fp16", row["fp16"]["match"], flush=True)
+        if runtime == GPU_TARGETS[0]:
+            row["fp32"] = ensemble_accuracy(photos, out_dir, _repository(runtime, "fp32"))
+            print(runtime, "fp32", row["fp32"]["match"], flush=True)
+        with served(out_dir, _repository(runtime, "fp16")) as url:
+            for c in ENSEMBLE_LEVELS:
+                row[str(c)], row["command"] = _perf(url, model, jpegs, c, ["image:1"], out_dir)
+                print(runtime, c, {k: v for k, v in row[str(c)].items() if k != "triton_statistics"}, flush=True)
+        report[runtime] = row
+    return report
+
+
+def network(photos: list[Path]) -> dict:
+    """yolo11n's network alone in PyTorch (FP16, channels_last, Ultralytics' fused module), one CUDA
+    graph per batch size, input already in GPU memory: the ceiling of the detector stage. Also the
+    whole PyTorch detector (graph, NMS, box mapping) per batch, as the served model runs it."""
+    sys.path[:0] = ["/opt/ultra", "/opt/torchshim"]
+    import torch
+
+    from yolo_triton.torch_detector import Detector
+
+    v = VARIANTS[_model()]
+    sizes = (1, 8, 64, 128)
+    detector = Detector(str(DATA / "weights" / v.weights), v, torch.device("cuda:0"), "fp16", sizes)
+    images = torch.from_numpy(
+        np.stack(
+            [
+                CpuPreprocessor(IMGSZ).letterbox(CpuPreprocessor(IMGSZ).decode([p.read_bytes()]))[0][0]
+                for p in photos[:128]
+            ]
+        )
+    ).cuda()
+    letterbox = torch.tensor([[0, 0, 1, 1, IMGSZ, IMGSZ]] * 128, dtype=torch.float32)
+    rows = {}
+    for size in sizes:
+        graph = detector.graphs[size][0]
+
+        def replay():
+            graph.replay()
+            torch.cuda.synchronize()
+
+        def whole():
+            detector(images[:size], letterbox[:size])
+            torch.cuda.synchronize()
+
+        rows[str(size)] = {
+            "network_cuda_graph_img_s": round(_rate(replay, size, 2.0), 1),
+            "detector_img_s": round(_rate(whole, size, 2.0), 1),
+        }
+        print(size, rows[str(size)], flush=True)
+    return {"torch": torch.__version__, "precision": "fp16", "rows": rows}
+
+
+def decoders(photos: list[Path], out_dir: Path) -> dict:
+    """The FP16 ensemble with nvImageCodec's hardware JPEG decoder left out (GPUs without one, such as
+    the RTX A6000): preprocess's parameter decoders = the CUDA and hybrid decoders only."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    repo = SCRATCH / "no_hardware_decoder"
+    shutil.rmtree(repo, ignore_errors=True)
+    shutil.copytree(REPOSITORY["fp16"], repo)
+    path = repo / "preprocess" / "config.pbtxt"
+    config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    config.parameters["decoders"].string_value = "GPU_ONLY,HYBRID_CPU_GPU"
+    path.write_text(text_format.MessageToString(config, as_utf8=True))
+    jpegs, _ = _inputs(photos)
+    rows = {}
+    with served(out_dir, repo) as url:
+        for c in (1, 64, 256):
+            rows[str(c)] = _perf(url, _model(), jpegs, c, ["image:1"], out_dir)[0]
+            print("no hardware decoder", c, {k: v for k, v in rows[str(c)].items() if k != "triton_statistics"})
+    log = (out_dir / "tritonserver.log").read_text(errors="replace").splitlines()
+    return {"rows": rows, "preprocess_log": [line for line in log if "preprocess:" in line][-2:]}
+
+
+def readonly_home(photos: list[Path]) -> dict:
+    """The GPU preprocess on a read-only root filesystem: HOME unwritable, CUPY_CACHE_DIR (as the
+    chart and compose set it) on a writable path: the letterbox kernel still builds."""
+    results = {}
+    for label, extra in (
+        ("HOME unwritable, no CUPY_CACHE_DIR", {}),
+        ("with CUPY_CACHE_DIR", {"CUPY_CACHE_DIR": "/tmp/cupy-cache"}),
+    ):
+        env = {k: v for k, v in os.environ.items() if k != "CUPY_CACHE_DIR"}
+        env.update(HOME="/proc/nonexistent", **extra)
+        code = (
+            f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+            "import cupy as cp\n"
+            "from yolo_triton.gpu_preprocessing import GpuPreprocessor\n"
+            "g, s = GpuPreprocessor(640), cp.cuda.Stream()\n"
+            f"b, p = g.letterbox(g.decode([open({str(photos[0])!r}, 'rb').read()], s), s)\n"
+            "s.synchronize()\nprint(b.shape)"
+        )
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        results[label] = {"rc": run.returncode, "out": (run.stdout + run.stderr)[-400:]}
+    return results
 
 
 def _with_settings(source: Path, pre: int, det: int, nhwc: str) -> Path:
@@ -563,7 +690,14 @@ def classical(photos: list[Path], out_dir: Path, levels=(1, 16, 64)) -> dict:
 def ultralytics(photos: list[Path], out_dir: Path) -> dict:
     """Ultralytics' predict loop, FP16, files from disk, in the image's PyTorch env (with the
     ultralytics wheel carried to /opt/ultra): batch 1 and 32, images/s."""
-    env = dict(os.environ, PYTHONPATH="/opt/ultra", YOLO_OFFLINE="1", YOLO_CONFIG_DIR=str(SCRATCH / "ultralytics"))
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    env = dict(
+        os.environ,
+        PYTHONPATH="/opt/ultra",
+        YOLO_OFFLINE="1",
+        YOLO_CONFIG_DIR=str(SCRATCH / "ultralytics"),
+        REFERENCE_OUT=str(SCRATCH / "reference_gpu_fp32.json"),
+    )
     run = subprocess.run(
         [
             "/opt/torch/.venv/bin/python",
@@ -795,6 +929,10 @@ def main():
         "soak": lambda: soak_gpu(photos, out_dir),
         "fuzz": lambda: fuzz(photos, out_dir),
         "rect": lambda: rect(photos, out_dir),
+        "runtimes": lambda: runtimes(photos, out_dir),
+        "network": lambda: network(photos),
+        "decoders": lambda: decoders(photos, out_dir),
+        "readonly_home": lambda: readonly_home(photos),
     }
     chosen = sys.argv[2].split(",") if len(sys.argv) > 2 else ["ensemble", "bench"]
     if os.environ.get("SETTINGS"):

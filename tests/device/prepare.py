@@ -29,6 +29,7 @@ from yolo_triton.repository import write_repository  # noqa: E402
 OUT = ROOT / "build" / "device"
 MODEL = "yolov11_nano"
 RECT_MAX_BATCH = 64
+GPU_TARGETS = ("pytorch-gpu", "onnxruntime-gpu")  # the default of make serve on a GPU first
 
 
 def main():
@@ -61,17 +62,18 @@ def main():
         json.dumps({"model": MODEL, "weights": v.weights, "detections": reference, "rect_detections": rect_reference})
     )
 
-    for precision in ("fp16", "fp32"):
-        repository = write_repository(
-            OUT / f"model_repository_{precision}", {MODEL: str(weights_of(MODEL))}, "onnxruntime-gpu", precision
-        )
-        for stamp in repository.rglob("*.key"):
-            stamp.unlink()
-        if precision == "fp16":
-            add_bare_network(repository, v, str(weights_of(MODEL)), "onnxruntime-gpu", precision)
+    for target in GPU_TARGETS:
+        for precision in ("fp16", "fp32"):
+            repository = write_repository(
+                OUT / f"model_repository_{target}_{precision}", {MODEL: str(weights_of(MODEL))}, target, precision
+            )
+            for stamp in repository.rglob("*.key"):
+                stamp.unlink()
+            if (target, precision) == ("onnxruntime-gpu", "fp16"):
+                add_bare_network(repository, v, str(weights_of(MODEL)), target, precision)
     # rect against square (benchmarks/rect.py): the same weights both ways, FP16
     source = models_file(str(weights_of(MODEL)), OUT, RECT_MAX_BATCH)
-    write_repository(OUT / "model_repository_rect", load_models_file(source), "onnxruntime-gpu", "fp16", str(source))
+    write_repository(OUT / "model_repository_rect", load_models_file(source), GPU_TARGETS[0], "fp16", str(source))
     print(f"{OUT}: {len(reference)} images, {sum(len(d['scores']) for d in reference.values())} reference detections")
 
 

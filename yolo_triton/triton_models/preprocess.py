@@ -5,7 +5,9 @@ Input `image` (BYTES, one encoded image per row). Outputs `images` (UINT8 [3, S,
 `images` stays in GPU memory and goes to the detector by DLPack; on the CPU, OpenCV
 (preprocessing.py). Config parameters: `imgsz`; `rect` ("1": each request letterboxed to the
 smallest multiple of the stride, so its `images` have its own height and width); `device`: "auto"
-(the GPU when CuPy, nvImageCodec and a GPU are there), "gpu" or "cpu". A row that does not decode
+(the GPU when CuPy, nvImageCodec and a GPU are there), "gpu" or "cpu"; `decoders` (GPU): nvImageCodec's
+backends to use, in order (default HW_GPU_ONLY,GPU_ONLY,HYBRID_CPU_GPU: the hardware JPEG decoder
+where the GPU has one). A row that does not decode
 fails its own request with a message naming
 the row; the other requests of the same batch are answered normally.
 """
@@ -49,7 +51,8 @@ class TritonPythonModel:
             device_id = (
                 int(args.get("model_instance_device_id", 0) or 0) if args.get("model_instance_kind") == "GPU" else 0
             )
-            self.impl = GpuPreprocessor(imgsz, device_id, rect=self.rect)
+            decoders = parameters.get("decoders", {}).get("string_value")
+            self.impl = GpuPreprocessor(imgsz, device_id, tuple(decoders.split(",")) if decoders else None, self.rect)
             with self.impl.device:
                 self.stream = cupy.cuda.Stream(non_blocking=True)
         else:
@@ -57,7 +60,8 @@ class TritonPythonModel:
         # warm-up: kernel compile, decoder start, first OpenCV decode and resize
         ok, jpeg = cv2.imencode(".jpg", np.full((480, 640, 3), 128, np.uint8))
         self._preprocess([[jpeg.tobytes()]])
-        pb_utils.Logger.log_info(f"preprocess: {'GPU (nvImageCodec + CuPy)' if self.on_gpu else 'CPU (OpenCV)'}")
+        where = f"GPU (nvImageCodec {', '.join(self.impl.backends)} + CuPy)" if self.on_gpu else "CPU (OpenCV)"
+        pb_utils.Logger.log_info(f"preprocess: {where}")
 
     def _preprocess(self, requests_rows):
         """One decode call for all rows of all requests, one letterbox call for all (one per request
