@@ -1,16 +1,26 @@
-"""A liveness check by real inference: one tiny JPEG through every served ensemble.
+"""A liveness check by real inference: one tiny JPEG through every served ensemble, which tells a
+dead model process from a busy server.
 
 Triton 2.51 keeps reporting a model ready after its Python-backend stub died (killed, out of
 memory): every request to it then fails with "Stub process '<model>_0_0' is not healthy" until the
 server restarts, while /v2/health/live and /v2/health/ready stay 200 (tests/L0_cpu_ensemble/
 test_stub_fault.py). This check fails in that state, so an orchestrator restarts the server
 (the Helm chart's liveness probe runs it; docker compose's healthcheck runs it with
---kill-server 1, since compose restarts a container only when its process exits):
+--kill-server 1, since compose restarts a container only when its process exits).
 
-    python -m yolo_triton.canary [--url 127.0.0.1:8000] [--kill-server PID]
-        exit 0: every ensemble answers; 1: names the failures (and, with --kill-server, sends PID a
-        SIGTERM when the server says it is ready but an ensemble failed --attempts times in a row:
-        a loading server is never killed)
+A busy server is alive, and restarting it would only remove capacity when it is most needed: an
+ensemble whose request is refused by a full queue ("Exceeds maximum queue size", normal under a
+burst: docs/limits.md), times out or fails otherwise counts as alive while it answers other
+requests (its success count in Triton's statistics grows). Dead is what means a dead model
+process: the Python backend's own errors for it (python_backend r24.10: "Stub process '...' is
+not healthy", "Failed to obtain the health mutex"), or an ensemble that answers no request at all
+during the check (a dead stub under load: its queue stays full of requests that will fail).
+
+    python -m yolo_triton.canary [--url 127.0.0.1:8000] [--timeout S] [--attempts N] [--kill-server PID]
+        exit 0: every ensemble answered or is busy; 1: names the dead ones, or the server is not
+        ready (loading, stopping: a startup probe's business) and is never stopped for that; with
+        --kill-server, PID gets a SIGTERM when the server says it is ready but an ensemble is dead.
+        Ensembles are checked at once, each within (attempts + 1) x timeout seconds and 1 s between tries.
 
 It needs only the standard library, Pillow and numpy (as in the Triton image). With the chart's
 restricted repository API, the admin key comes from TRITON_ADMIN_KEY (header TRITON_ADMIN_HEADER).
@@ -22,14 +32,22 @@ import argparse
 import io
 import json
 import os
+import re
 import signal
 import struct
 import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from yolo_triton.contract import IMAGE_INPUT, is_ensemble
+
+# The Python backend's errors for a stub that exited or hangs while holding its health lock; they
+# come back wrapped ("Failed to process the request(s) for model instance '...', message: ...").
+DEAD_PROCESS = re.compile(r"Stub process (?:'[^']*' )?is not healthy|Failed to obtain the health mutex")
+RETRY_PAUSE_S = 1.0
 
 
 def tiny_jpeg() -> bytes:
@@ -40,20 +58,27 @@ def tiny_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def _post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+def _request(url: str, body: bytes | None, headers: dict, timeout: float) -> tuple[int, bytes]:
+    """(status, body) of a GET (body None) or POST; TimeoutError when no answer came in time."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="GET" if body is None else "POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+    except urllib.error.URLError as e:  # a connect that timed out comes wrapped
+        if isinstance(e.reason, TimeoutError):
+            raise e.reason from None
+        raise
+
+
+def admin_headers() -> dict[str, str]:
+    key = os.environ.get("TRITON_ADMIN_KEY")
+    return {os.environ.get("TRITON_ADMIN_HEADER", "triton-admin-key"): key} if key else {}
 
 
 def ensembles(base: str, timeout: float) -> list[str]:
-    headers = {}
-    if os.environ.get("TRITON_ADMIN_KEY"):
-        headers[os.environ.get("TRITON_ADMIN_HEADER", "triton-admin-key")] = os.environ["TRITON_ADMIN_KEY"]
-    status, body = _post(f"{base}/v2/repository/index", b"{}", headers, timeout)
+    status, body = _request(f"{base}/v2/repository/index", b"{}", admin_headers(), timeout)
     if status != 200:
         raise RuntimeError(f"repository index: HTTP {status}: {body[:200]!r}")
     return sorted(m["name"] for m in json.loads(body) if m.get("state") == "READY" and is_ensemble(m["name"]))
@@ -75,20 +100,80 @@ def infer(base: str, model: str, image: bytes, timeout: float) -> str | None:
             "outputs": [{"name": "num_dets", "parameters": {"binary_data": False}}],
         }
     ).encode()
-    status, body = _post(
-        f"{base}/v2/models/{model}/infer",
-        header + struct.pack("<I", len(image)) + image,
-        {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
-        timeout,
-    )
+    try:
+        status, body = _request(
+            f"{base}/v2/models/{model}/infer",
+            header + struct.pack("<I", len(image)) + image,
+            {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
+            timeout,
+        )
+    except TimeoutError:
+        return f"no answer in {timeout:g} s"
     return None if status == 200 else f"HTTP {status}: {body[:300].decode(errors='replace')}"
 
 
-def ready(base: str, timeout: float) -> bool:
+def answered(base: str, model: str, timeout: float) -> int | None:
+    """How many requests the model has answered successfully (Triton's statistics); None: unknown."""
     try:
-        with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=timeout) as response:
-            return response.status == 200
-    except OSError:
+        status, body = _request(f"{base}/v2/models/{model}/stats", None, admin_headers(), timeout)
+        if status == 200:
+            return sum(s["inference_stats"]["success"]["count"] for s in json.loads(body)["model_stats"])
+    except (OSError, ValueError, KeyError):
+        pass
+    return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    dead: bool
+    note: str = ""  # why, when the ensemble did not simply answer
+
+
+def check(base: str, model: str, image: bytes, timeout: float, attempts: int) -> Verdict:
+    """One ensemble: answered, busy (alive) or dead. Refused by a full queue, timed out or failed
+    otherwise, it is busy if it answers other requests meanwhile; a full queue that never drains is
+    no proof of life: under load, clients keep a dead stub's queue full (the backend takes a second
+    or two to fail each of its batches), so its refusals hide the stub's own error."""
+    before = answered(base, model, timeout)
+
+    def busy(wait: float) -> bool:
+        deadline = time.monotonic() + wait
+        while True:
+            now = answered(base, model, timeout)
+            if now is None or before is None or now > before:  # statistics unanswered: too busy to tell
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+
+    error = None
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(RETRY_PAUSE_S)
+        error = infer(base, model, image, timeout)
+        if error is None:
+            return Verdict(False)
+        if DEAD_PROCESS.search(error):
+            return Verdict(True, error)  # no retry brings a stub back
+        if busy(0 if attempt < attempts - 1 else timeout):
+            return Verdict(False, f"busy, answering other requests: {error}")
+    return Verdict(True, f"answered no request during the check: {error}")
+
+
+def ready(base: str, timeout: float) -> bool:
+    """Whether the server says it is ready; TimeoutError when it does not answer in time."""
+    try:
+        return _request(f"{base}/v2/health/ready", None, {}, timeout)[0] == 200
+    except TimeoutError:
+        raise
+    except OSError:  # refused: not listening (yet)
+        return False
+
+
+def _ready_now(base: str, timeout: float) -> bool:
+    try:
+        return ready(base, timeout)
+    except TimeoutError:
         return False
 
 
@@ -97,29 +182,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default="127.0.0.1:8000", help="Triton's HTTP address")
     parser.add_argument("--timeout", type=float, default=8.0, help="seconds per request")
     parser.add_argument(
-        "--attempts", type=int, default=3, help="tries of a failing ensemble before it counts as failed"
+        "--attempts",
+        type=int,
+        default=3,
+        help="tries of an ensemble that neither answers nor is refused by a full queue",
     )
-    parser.add_argument("--kill-server", type=int, metavar="PID", help="SIGTERM this process when a ready server fails")
+    parser.add_argument(
+        "--kill-server", type=int, metavar="PID", help="SIGTERM this process when a ready server has a dead ensemble"
+    )
     args = parser.parse_args(argv)
     base, image = f"http://{args.url}", tiny_jpeg()
     try:
-        failures = {}
-        for model in ensembles(base, args.timeout):
-            for _ in range(args.attempts):  # a request refused under a burst is no dead model
-                failures[model] = infer(base, model, image, args.timeout)
-                if failures[model] is None:
-                    del failures[model]
-                    break
-                time.sleep(1.0)
+        if not ready(base, args.timeout):
+            print("canary: the server is not ready (loading or stopping)", file=sys.stderr)
+            return 1
+        models = ensembles(base, args.timeout)
+    except TimeoutError:
+        print(f"canary: busy: the server did not answer in {args.timeout:g} s", file=sys.stderr)
+        return 0
     except (OSError, RuntimeError) as e:
         print(f"canary: {e}", file=sys.stderr)
         return 1
-    for model, error in failures.items():
-        print(f"canary: {model}: {error}", file=sys.stderr)
-    if failures and args.kill_server and ready(base, args.timeout):
+    with ThreadPoolExecutor(max(1, len(models))) as pool:
+        verdicts = dict(zip(models, pool.map(lambda m: check(base, m, image, args.timeout, args.attempts), models)))
+    for model, verdict in verdicts.items():
+        if verdict.note:
+            print(f"canary: {model}: {'dead: ' if verdict.dead else ''}{verdict.note}", file=sys.stderr)
+    dead = [m for m, v in verdicts.items() if v.dead]
+    if dead and args.kill_server and _ready_now(base, args.timeout):
         print(f"canary: the server says it is ready but cannot serve: SIGTERM to {args.kill_server}", file=sys.stderr)
         os.kill(args.kill_server, signal.SIGTERM)
-    return 1 if failures else 0
+    return 1 if dead else 0
 
 
 if __name__ == "__main__":
