@@ -120,9 +120,11 @@ def test_python_examples_run(code, triton, monkeypatch, capsys):
 
 # --- Shell: run what can run against the session's server ---------------------------------------------
 
-# what a block may hold to be run: the client, curl to the server or gateway, shell variables, a { } group
+# what a block may hold to be run: the client, curl to the server or gateway, shell variables, a { }
+# group, and the README's first steps in the checkout (its .venv, the sample photos of the wheel)
 RUNNABLE = re.compile(
     r"^(\.venv/bin/)?yolo-triton (detect|gateway) |^curl .*127\.0\.0\.1:80(00|80)|^\w+=(\$\(.*\)|'.*')$|^\{ "
+    r"|^source \.venv/bin/activate\b|^cp \.venv/lib/python3\*/site-packages/ultralytics/assets/"
 )
 
 
@@ -142,10 +144,16 @@ def _words(line: str) -> list[str]:
 SANDBOX = ("bus.jpg", "zidane.jpg", "photos/", "more/**/*.jpg")  # what the runnable examples may name
 
 
+def _checkout_like(folder: Path) -> Path:
+    """folder with .venv: this environment, as in the checkout (the examples source it, copy from it)."""
+    (folder / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory) -> Path:
     """A folder with the files of SANDBOX: Ultralytics' two photos, three coco128 photos in photos/, one in more/a/."""
-    folder = tmp_path_factory.mktemp("examples")
+    folder = _checkout_like(tmp_path_factory.mktemp("examples"))
     for name in ("bus.jpg", "zidane.jpg"):
         shutil.copy(ultralytics_assets() / name, folder / name)
     coco = sorted(COCO_IMAGES.glob("*.jpg"))[:3]
@@ -176,35 +184,91 @@ def _runnable(code: str) -> bool:
 SHELL = _blocks("bash")
 
 
+def _as_run_here(line: str, triton, gateway_port: int) -> list[str]:
+    """A documented command line as run here: the session's server for 127.0.0.1:8000 / 8001 and for
+    `yolo-triton detect` without --url; the gateway on a free port, in the background, waited for."""
+    line = line.replace("127.0.0.1:8080", f"127.0.0.1:{gateway_port}")
+    line = line.replace("127.0.0.1:8000", triton.http_url).replace("127.0.0.1:8001", triton.grpc_url)
+    if " gateway " in f" {line} ":
+        line = _words(line.replace("--port 8080", f"--port {gateway_port}"))
+        line = shlex.join(line[: line.index("&")] if "&" in line else line)
+        health = f"http://127.0.0.1:{gateway_port}/health"
+        return [
+            f"{line} 2>gateway.log & trap 'kill $!' EXIT",
+            f"for _ in $(seq 100); do curl -sf {health} >/dev/null && break; sleep 0.2; done",
+        ]
+    if re.search(r"yolo-triton detect ", line) and "--url" not in line:
+        url = triton.http_url if "--protocol http" in line else triton.grpc_url
+        line = line.replace("yolo-triton detect ", f"yolo-triton detect --url {url} ", 1)
+    return [line]
+
+
+def _run_script(lines: list[str], folder: Path, client_on_path: bool = True) -> subprocess.CompletedProcess:
+    """The lines in one bash, stopping at the first failure; every JSON answer without an error."""
+    path = [f'export PATH="{YOLO_TRITON.parent}:$PATH"'] if client_on_path else []
+    script = ["set -euo pipefail", *path, *lines]
+    run = subprocess.run(["bash", "-c", "\n".join(script)], cwd=folder, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    answers = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    for answer in answers:
+        assert "error" not in answer and ("detections" in answer or "outputs" in answer), answer
+    return run
+
+
 @_params([(i, code) for i, code in SHELL if _runnable(code)])
 def test_shell_examples_run(code, triton, sandbox):
     if "curl" in code and not shutil.which("curl"):
         pytest.skip("no curl here")
     (gateway_port,) = free_ports(1)
-    script = ["set -euo pipefail", f'export PATH="{YOLO_TRITON.parent}:$PATH"']
-    for line in _commands(code):
-        line = line.replace(".venv/bin/yolo-triton", str(YOLO_TRITON)).replace(
-            "127.0.0.1:8080", f"127.0.0.1:{gateway_port}"
-        )
-        line = line.replace("127.0.0.1:8000", triton.http_url).replace("127.0.0.1:8001", triton.grpc_url)
-        if " gateway " in f" {line} ":
-            line = line.replace("--port 8080", f"--port {gateway_port}")
-            health = f"http://127.0.0.1:{gateway_port}/health"
-            script += [
-                f"{line} 2>gateway.log & trap 'kill $!' EXIT",
-                f"for _ in $(seq 100); do curl -sf {health} >/dev/null && break; sleep 0.2; done",
-            ]
-            continue
-        if re.search(r"yolo-triton detect ", line) and "--url" not in line:
-            url = triton.http_url if "--protocol http" in line else triton.grpc_url
-            line = line.replace("yolo-triton detect ", f"yolo-triton detect --url {url} ", 1)
-        script.append(line)
-    run = subprocess.run(["bash", "-c", "\n".join(script)], cwd=sandbox, capture_output=True, text=True, timeout=180)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    run = _run_script([line for c in _commands(code) for line in _as_run_here(c, triton, gateway_port)], sandbox)
+    assert any(line.startswith("{") for line in run.stdout.splitlines()) or (sandbox / "detections.csv").is_file()
+
+
+# The README's commands that the test below does not run, and where they are covered instead
+README_NOT_RUN = {
+    r"make serve": "the session's server stands for it; tests/L0_make_serve runs what make serve runs",
+    r"YOLO_WEIGHTS=\S+ make serve": "another server: tests/L0_make_serve serves YOLO_WEIGHTS",
+    r"YOLO_MODELS_FILE=\S+ make serve": "weights of one's own: the session's server is served from a models file",
+    r"\.venv/bin/yolo-triton detect --model ppe photo\.jpg": "the models file's own model and photo",
+    r"(YOLO_WEIGHTS_DIR=\S+ )?docker compose .*": "Docker and a GPU: tests/unit/test_deployment.py",
+    r"curl -f http://127\.0\.0\.1:8000/v2/health/ready": "docker compose's server",
+    r"helm install .*": "a Kubernetes cluster: tests/unit/test_helm_chart.py",
+    r"make test-data|make test": "online, and the tests themselves",
+}
+
+
+def test_readme_runs_in_order(triton, tmp_path):
+    """The README's commands as a user types them, in order, in one shell, in a folder like a fresh
+    checkout after the quick start (its .venv; the session's server for `make serve`): the printed
+    first request, the sample photos copied from the wheel, `yolo-triton detect`, the Python example
+    and the gateway with curl. Each command not run here is named in README_NOT_RUN."""
+    if not shutil.which("curl"):
+        pytest.skip("no curl here")
+    (gateway_port,) = free_ports(1)
+    preamble = (
+        "from yolo_triton.client.async_detector import DEFAULT_URLS\n"  # the client's defaults: this server
+        f"DEFAULT_URLS.update(http={triton.http_url!r}, grpc={triton.grpc_url!r})\n"
+    )
+    script = []
+    for language, code in re.findall(r"^```(\w*)\n(.*?)^```", TEXT[ROOT / "README.md"], re.M | re.S):
+        if language == "python":
+            script.append(f"{shlex.quote(sys.executable)} - <<'PYTHON'\n{preamble}{code}PYTHON")
+        elif language in ("bash", ""):  # an unlabelled block is output (make serve's): only its command runs
+            for line in _commands(code):
+                if any(re.fullmatch(p, line.split("#")[0].strip()) for p in README_NOT_RUN):
+                    continue
+                assert RUNNABLE.match(line) or language == "", f"README: {line!r} neither runs here nor is named"
+                if RUNNABLE.match(line):
+                    script += _as_run_here(line, triton, gateway_port)
+    run = _run_script(script, _checkout_like(tmp_path), client_on_path=False)  # the README's `source` puts it there
     answers = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
-    assert answers or (sandbox / "detections.csv").is_file(), run.stdout[-2000:]
-    for answer in answers:
-        assert "error" not in answer and ("detections" in answer or "outputs" in answer), answer
+    assert len(answers) == 3, run.stdout[-3000:]  # the printed first request, detect, and curl
+    assert answers[0]["image"].endswith("/ultralytics/assets/bus.jpg") and answers[1]["image"] == "bus.jpg"
+    printed = run.stdout.splitlines()  # the Python example: bus.jpg by its path, zidane.jpg as bytes
+    assert any(line.startswith("bus.jpg [") for line in printed) and any(
+        line.startswith("<bytes 1> [") for line in printed
+    )
+    assert answers[2]["model"] == "yolov11_nano" and answers[2]["image"] == "bus.jpg"  # the gateway's answer
 
 
 def test_readme_detect_output_is_what_the_server_answers(triton, sandbox):
