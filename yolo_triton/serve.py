@@ -18,7 +18,7 @@ from pathlib import Path
 from yolo_triton.models_file import ModelsFileError
 from yolo_triton.repository import DEFAULT_OUT, ROOT, choose_target, write_repository
 from yolo_triton.targets import TARGETS
-from yolo_triton.tritonserver import TritonServer, gpu_server_args
+from yolo_triton.tritonserver import TritonServer, gpu_server_args, ports_in_use
 from yolo_triton.weights import WeightsError, models_source, resolve_models
 
 FIRST_REQUEST = """\
@@ -38,6 +38,17 @@ def main():
     parser.add_argument("--repository", type=Path, default=DEFAULT_OUT, help="where to write the model repository")
     args = parser.parse_args()
 
+    ports = {"HTTP": args.http_port, "gRPC": args.grpc_port, "metrics": args.metrics_port}
+    taken = ports_in_use(ports)
+    if taken:  # before the export: tritonserver would only exit on it after minutes of it
+        named = ", ".join(f"{port} ({name})" for name, port in taken.items())
+        print(
+            f"{'Port' if len(taken) == 1 else 'Ports'} {named} on 127.0.0.1 {'is' if len(taken) == 1 else 'are'} "
+            "already in use, by another make serve perhaps: stop it, or serve on other ports "
+            "(.venv/bin/python -m yolo_triton.serve --http-port 9000 --grpc-port 9001 --metrics-port 9002).",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     try:
         models = resolve_models()
         target = choose_target()
@@ -64,7 +75,12 @@ def main():
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with server:
+    try:
+        server.start()
+    except (RuntimeError, TimeoutError) as e:  # its own messages are above
+        print(e, file=sys.stderr)
+        raise SystemExit(1) from None
+    try:
         print(
             FIRST_REQUEST.format(
                 models=", ".join(models),
@@ -78,6 +94,8 @@ def main():
         while not stop.wait(1.0):
             if server.process.poll() is not None:
                 raise SystemExit(f"tritonserver exited with code {server.process.returncode}")
+    finally:
+        server.stop()
     print("Stopped.")
 
 

@@ -102,6 +102,22 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def ports_in_use(ports: dict[str, int]) -> dict[str, int]:
+    """Those of the named ports (http, grpc, metrics) that something already listens on at 127.0.0.1:
+    tritonserver would start, fail to bind one and exit."""
+    taken = {}
+    for name, port in ports.items():
+        with socket.socket() as s:
+            s.setsockopt(
+                socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+            )  # as Triton binds: a closed port's TIME_WAIT is free
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                taken[name] = port
+    return taken
+
+
 def _die_with_parent() -> None:
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

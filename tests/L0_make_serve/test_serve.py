@@ -1,9 +1,11 @@
 """What README's first steps do: `make serve` (python -m yolo_triton.serve) with offline weights,
-the printed client command on a first image, then Ctrl-C stops the server cleanly."""
+the printed client command on a first image, then Ctrl-C stops the server cleanly; a port already
+taken is said in one line, before any export."""
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -68,3 +70,22 @@ def test_serve_answers_the_printed_first_request_and_stops_on_ctrl_c(tmp_path):
         rest = serve.communicate(timeout=120)[0]
     assert serve.returncode == 0, rest[-3000:]
     assert rest.rstrip().endswith("Stopped.")
+
+
+def test_a_port_in_use_is_one_line_before_any_export(tmp_path):
+    http, grpc, metrics = free_ports(3)
+    with socket.socket() as listener:  # another server on the gRPC port
+        listener.bind(("127.0.0.1", grpc))
+        listener.listen()
+        run = subprocess.run(
+            [sys.executable, "-m", "yolo_triton.serve", "--repository", str(tmp_path / "repo")]
+            + ["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert run.returncode == 2 and not run.stdout, run.stdout + run.stderr
+    (line,) = run.stderr.splitlines()
+    assert line.startswith(f"Port {grpc} (gRPC) on 127.0.0.1 is already in use") and "--grpc-port" in line
+    assert not (tmp_path / "repo").exists()
