@@ -113,6 +113,14 @@ def test_compose_engine_builds_plans_on_the_gpu(compose):
     assert "models:/models:rw" in engine["volumes"]
 
 
+def test_compose_caches_in_tmp(compose):
+    """Both images write CuPy's, CUDA's and PyTorch's caches under /tmp, as the chart's pods do
+    (test_helm_chart.py: the same variables)."""
+    for service in ("engine", "triton"):
+        env = compose["services"][service]["environment"]
+        assert env["HOME"] == "/tmp" and env["CUPY_CACHE_DIR"].startswith("/tmp/"), service
+
+
 def _engine_script(compose) -> str:
     command = compose["services"]["engine"]["command"]
     assert command[:2] == ["sh", "-c"]

@@ -151,6 +151,27 @@ def test_detector_target():
         assert out.returncode != 0 and "detector.target must be one of" in out.stderr
 
 
+@pytest.mark.parametrize("profile", ["default", "cpu", "onnxruntime-backend"])
+def test_caches_on_a_writable_volume(profile):
+    """The root filesystem is read-only, so every container's caches (CuPy's kernels, which the GPU
+    preprocess model builds in initialize(); CUDA's JIT; PyTorch's; anything under HOME) point into
+    a writable emptyDir of that container; docker compose sets the same variables."""
+    pod = render(profile)["Deployment"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["x-cache-env"]
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert {name: env.get(name) for name in compose} == compose, container["name"]
+        writable = [
+            m["mountPath"]
+            for m in container["volumeMounts"]
+            if not m.get("readOnly") and "emptyDir" in volumes[m["name"]]
+        ]
+        for name in ("HOME", "XDG_CACHE_HOME", "CUPY_CACHE_DIR", "CUDA_CACHE_PATH"):
+            assert any(env[name] == w or env[name].startswith(w + "/") for w in writable), (container["name"], name)
+
+
 def test_security_and_disruption():
     objects = render("default")
     pod = objects["Deployment"]["spec"]["template"]["spec"]

@@ -36,3 +36,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if not (has .Values.detector.target $allowed) }}{{ fail (printf "detector.target must be one of %s with device %s" (join ", " $allowed) .Values.device) }}{{ end -}}
 {{ .Values.detector.target }}
 {{- end -}}
+
+{{- /* Every container runs CuPy, nvImageCodec, ONNX Runtime or PyTorch, which write caches under
+$HOME (CuPy's kernels, CUDA's JIT, PyTorch's, Ultralytics' settings): on the read-only root
+filesystem they go to /tmp, the pod's writable emptyDir, or the GPU preprocess model fails to load */ -}}
+{{- define "yolo-triton.cacheEnv" -}}
+- {name: HOME, value: /tmp}
+- {name: XDG_CACHE_HOME, value: /tmp/.cache}
+- {name: CUPY_CACHE_DIR, value: /tmp/.cupy/kernel_cache}
+- {name: CUDA_CACHE_PATH, value: /tmp/.nv/ComputeCache}
+- {name: YOLO_CONFIG_DIR, value: /tmp/ultralytics}
+{{- end -}}
