@@ -52,9 +52,11 @@ serve: install
 	$(PY) -m yolo_triton.serve
 
 # the CPU benchmark (benchmarks/RESULTS.md):  make bench BENCH_IMAGES=/path/to/jpegs BENCH_WEIGHTS=/path/yolo11n.pt
+# into BENCH_OUT, build/bench/results by default: the committed benchmarks/results/cpu only when named
+BENCH_OUT ?= build/bench/results
 bench: install
 	@test -n "$(BENCH_IMAGES)" -a -n "$(BENCH_WEIGHTS)" || { echo "usage: make bench BENCH_IMAGES=/path/to/jpegs BENCH_WEIGHTS=/path/yolo11n.pt"; exit 2; }
-	$(PY) -m benchmarks.bench --images $(BENCH_IMAGES) --weights $(BENCH_WEIGHTS) --out benchmarks/results/cpu
+	$(PY) -m benchmarks.bench --images $(BENCH_IMAGES) --weights $(BENCH_WEIGHTS) --out $(BENCH_OUT)
 
 # perf_analyzer's input data from a folder of images, for `docker compose run --rm perf_analyzer`:
 #   make bench-input BENCH_IMAGES=/path/to/jpegs

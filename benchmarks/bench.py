@@ -2,7 +2,7 @@
 on one machine, in one run, with the same weights and the same real JPEGs.
 
     python -m benchmarks.bench --images DIR --weights yolo11n.pt [--model yolov11_nano]
-        [--concurrency 1,2,4,8,16] [--out benchmarks/results/cpu]
+        [--concurrency 1,2,4,8,16] [--out build/bench/results]
 
 Paths:
   ensemble (perf_analyzer)  JPEG bytes -> the Triton ensemble -> final detections; perf_analyzer 2.51, gRPC
@@ -316,7 +316,12 @@ def main():
     parser.add_argument("--model", default="yolov11_nano", choices=sorted(VARIANTS))
     parser.add_argument("--concurrency", default="1,2,4,8,16")
     parser.add_argument("--predict-images", type=int, default=100, help="images of Ultralytics' predict loop")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cpu")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "build" / "bench" / "results",
+        help="where the results go (benchmarks/results/cpu, the committed ones, only when named)",
+    )
     args = parser.parse_args()
     v, levels = VARIANTS[args.model], [int(c) for c in args.concurrency.split(",")]
     paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))

@@ -3,7 +3,7 @@ models file: `square` and `rect`, rect: true), perf_analyzer (gRPC) on two sets 
 with Triton's statistics (the detector's mean batch: Triton batches only requests of one shape).
 
     python -m benchmarks.rect --weights yolov8n.pt --images DIR [--concurrency 1,4,16]
-        [--out benchmarks/results/cpu/rect.json]
+        [--out build/bench/rect.json]
 
 Sets: `4:3`, the folder's 640x480 photos (the commonest coco128 shape: one rect shape, 480x640);
 `mixed`, each photo of the folder as it is and cropped to 16:9, 9:16 and 1:1 (centre crops), in
@@ -100,7 +100,12 @@ def main():
     parser.add_argument("--images", type=Path, required=True)
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--max-batch-size", type=int, default=16)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu/rect.json"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("build/bench/rect.json"),
+        help="where the results go (benchmarks/results/cpu/rect.json, the committed ones, only when named)",
+    )
     args = parser.parse_args()
 
     from yolo_triton.models_file import load_models_file

@@ -2,8 +2,8 @@
 
     YOLO_MODELS_FILE=models.yaml make serve
 
-    ppe:          {weights: /models/best.pt, conf: 0.4, max_batch_size: 64}
-    ppe_eval:     {weights: /models/best.pt, eval: true}
+    ppe:          {weights: /weights/best.pt, conf: 0.4, max_batch_size: 64}
+    ppe_eval:     {weights: /weights/best.pt, eval: true}
     yolov11_nano: {weights: yolo11n.pt}
 
 Each key is an ensemble's name; `weights` (a .pt file, relative paths from the file's folder, or a
@@ -111,7 +111,7 @@ def parse_models(data, source: str, folder: Path | None = None) -> dict[str, Var
         found = type(data).__name__ if data else "nothing"
         raise ModelsFileError(
             f"{source}: expected a mapping from ensemble names to their fields, e.g. "
-            f"'ppe: {{weights: /models/best.pt}}', not {found}"
+            f"'ppe: {{weights: /weights/best.pt}}', not {found}"
         )
     variants, lowered = {}, {}
     for name, entry in data.items():

@@ -489,7 +489,7 @@ def test_models_file_keys_table_is_the_code():
             assert value == str(getattr(Variant, key)).lower(), (key, value)
     error = re.search(r"`(models\.yaml: model 'ppe': key 'conf': [^`]*)`", TEXT[DOCS / "models.md"]).group(1)
     with pytest.raises(ModelsFileError) as raised:
-        parse_models({"ppe": {"weights": "/models/best.pt", "conf": 1.5}}, "models.yaml")
+        parse_models({"ppe": {"weights": "/weights/best.pt", "conf": 1.5}}, "models.yaml")
     assert str(raised.value) == error
 
 

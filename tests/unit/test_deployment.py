@@ -190,4 +190,8 @@ HEALTHCHECK = ["CMD", "python3", "-m", "yolo_triton.canary", "--url", "127.0.0.1
 def test_compose_perf_analyzer_from_the_sdk_image(compose):
     bench = compose["services"]["perf_analyzer"]
     assert bench["image"] == f"nvcr.io/nvidia/tritonserver:{RELEASE}-py3-sdk" and bench["profiles"] == ["bench"]
-    assert "triton:8001" in bench["command"] and "--input-data=/bench/perf_input.json" in bench["command"]
+    script = bench["command"][-1]  # sh -c: one perf_analyzer run per level of requests in flight
+    assert bench["command"][:2] == ["sh", "-c"] and "perf_analyzer " in script
+    assert "-u triton:8001" in script and "--input-data=/bench/perf_input.json" in script
+    # levels named one by one ($$: compose's escape of the shell's $), not a range that steps by adding
+    assert re.search(r"for c in 1 8 32 64 128 256; .*--concurrency-range=\$\$c:\$\$c ", script)
