@@ -11,16 +11,19 @@ from yolo_triton.client.async_detector import (
     UnknownModel,
     expand_sources,
 )
+from yolo_triton.client.connection import Connection, connect
 from yolo_triton.client.detector import Detector, detect
 
 __all__ = [
     "AsyncDetector",
     "ClientError",
+    "Connection",
     "Detection",
     "Detector",
     "ImageResult",
     "ServerUnavailable",
     "UnknownModel",
+    "connect",
     "detect",
     "expand_sources",
 ]

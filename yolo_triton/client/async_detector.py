@@ -8,7 +8,8 @@ encoded images to an ensemble (tritonclient's asyncio clients, HTTP or gRPC). Th
 Images travel as their encoded bytes (the server decodes them), several per request, with several
 requests in flight. An image the server refuses gets the server's message in its own result
 (`result.error`); the other images still get their detections. An unreachable server or an
-unknown model raises `ServerUnavailable` / `UnknownModel` at once.
+unknown model raises `ServerUnavailable` / `UnknownModel` at once. The server's address, TLS:
+yolo_triton/client/connection.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from yolo_triton.client.connection import (  # noqa: F401 (DEFAULT_URLS: the defaults' home before connection.py)
+    DEFAULT_URLS,
+    Connection,
+    connect,
+    tritonclient_module,
+)
 from yolo_triton.contract import (
     CLASS_NAMES_PARAMETER,
     IMAGE_INPUT,
@@ -31,7 +38,6 @@ from yolo_triton.contract import (
     is_ensemble,
 )
 
-DEFAULT_URLS = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}
 DEFAULT_MODEL = "yolov11_nano"
 DEFAULT_BATCH_SIZE = 8  # images per request
 DEFAULT_CONCURRENCY = 4  # requests in flight
@@ -127,15 +133,6 @@ def expand_sources(sources: Source | Iterable[Source]) -> list[_Image]:
     return images
 
 
-def tritonclient_module(protocol: str, aio: bool = False):
-    """tritonclient's module of one protocol, blocking or asyncio."""
-    if protocol not in DEFAULT_URLS:
-        raise ValueError(f"protocol must be grpc or http, not {protocol!r}")
-    import importlib
-
-    return importlib.import_module(f"tritonclient.{protocol}{'.aio' if aio else ''}")
-
-
 def image_input(images: list[bytes], protocol: str = "grpc"):
     """The ensemble's `image` input for a batch of encoded images (one per row)."""
     tensor = tritonclient_module(protocol).InferInput(
@@ -179,40 +176,45 @@ def refusal(error: Exception, model: str, url: str) -> str:
 
 
 class AsyncDetector:
-    """A connection to one ensemble; `async with` it (or `await open()`) before detecting."""
+    """A connection to one ensemble; `async with` it (or `await open()`) before detecting.
+
+    `url`: host:port, a URL whose scheme says the protocol and TLS (grpcs://, https://), or a
+    Connection; `protocol`: grpc or http (default: the URL's, else grpc); `root_certificates`: a PEM
+    file that verifies the server's TLS certificate (yolo_triton/client/connection.py)."""
 
     def __init__(
         self,
         model: str = DEFAULT_MODEL,
-        url: str | None = None,
-        protocol: str = "grpc",
+        url: str | Connection | None = None,
+        protocol: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         concurrency: int = DEFAULT_CONCURRENCY,
+        *,
+        root_certificates: str | os.PathLike | None = None,
     ):
-        self.model, self.protocol = model, protocol
-        self.url = url or DEFAULT_URLS[protocol]
+        self.connection = connect(url, protocol, root_certificates)
+        self.model, self.protocol, self.url = model, self.connection.protocol, self.connection.url
         self.batch_size, self.concurrency = max(1, batch_size), max(1, concurrency)
-        self._module = tritonclient_module(protocol, aio=True)
+        self._module = tritonclient_module(self.protocol, aio=True)
         self._client = None
         self._slots: asyncio.Semaphore | None = None
         self.class_names: tuple[str, ...] = ()  # the served model's, read by open()
 
     async def open(self) -> AsyncDetector:
         """Connects, checks the model is served, and caps the batch size at the model's maximum."""
-        self._client = self._module.InferenceServerClient(self.url)
+        self._client = self.connection.client()
         self._slots = asyncio.Semaphore(self.concurrency)
         try:
             try:
                 live = await self._client.is_server_live()
             except Exception as e:  # each protocol has its own connection errors
-                raise ServerUnavailable(f"no Triton server at {self.url} ({self.protocol}): {e}") from e
+                raise ServerUnavailable(
+                    f"no Triton server at {self.url} ({self.protocol}): {e}{self._tls_hint(e)}"
+                ) from e
             if not live:
                 raise ServerUnavailable(f"the Triton server at {self.url} is not live")
             if not await self._client.is_model_ready(self.model):
-                index = await self._json(self._client.get_model_repository_index)
-                models = index.get("models", []) if isinstance(index, dict) else index  # gRPC / HTTP
-                served = sorted(m["name"] for m in models if m.get("state") == "READY" and is_ensemble(m["name"]))
-                raise UnknownModel(f"model {self.model!r} is not served at {self.url}; served: {', '.join(served)}")
+                raise UnknownModel(f"model {self.model!r} is not served at {self.url}{await self._served()}")
             config = await self._json(self._client.get_model_config, self.model)
         except BaseException:
             await self.close()
@@ -220,6 +222,19 @@ class AsyncDetector:
         self.batch_size = min(self.batch_size, max(1, int(config.get("config", config)["max_batch_size"])))
         self.class_names = class_names(config)
         return self
+
+    async def _served(self) -> str:
+        """'; served: ...' (the ready ensembles)."""
+        index = await self._json(self._client.get_model_repository_index)
+        models = index.get("models", []) if isinstance(index, dict) else index  # gRPC / HTTP
+        served = sorted(m["name"] for m in models if m.get("state") == "READY" and is_ensemble(m["name"]))
+        return f"; served: {', '.join(served)}"
+
+    def _tls_hint(self, error: Exception) -> str:
+        # a plaintext gRPC channel to a TLS port: the server closes it at the first bytes
+        if self.protocol == "grpc" and not self.connection.tls and "Socket closed" in str(error):
+            return f"; a server that uses TLS is reached as grpcs://{self.connection.address}"
+        return ""
 
     async def _json(self, method, *args):
         return await (method(*args, as_json=True) if self.protocol == "grpc" else method(*args))

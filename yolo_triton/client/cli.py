@@ -5,6 +5,10 @@ the HTTP gateway.
     yolo-triton detect photos/ --format csv --output detections.csv --protocol http --url 127.0.0.1:8000
     yolo-triton eval coco128/images/train2017 --model yolov11_nano_eval --weights yolo11n.pt
     yolo-triton gateway --port 8080
+    yolo-triton detect bus.jpg --url grpcs://triton.example.com --root-certificates ca.pem
+
+TLS: a grpcs:// or https:// --url, --root-certificates for a private CA
+(yolo_triton/client/connection.py).
 
 `detect` writes one JSON line (or CSV rows) per image, in the order given; an image the server
 refuses gets its error there and on stderr, and the exit status is then 1. It exits with 2 when
@@ -24,25 +28,46 @@ from yolo_triton.client.async_detector import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONCURRENCY,
     DEFAULT_MODEL,
-    DEFAULT_URLS,
     ClientError,
     ImageResult,
 )
+from yolo_triton.client.connection import DEFAULT_URLS, Connection, connect
 from yolo_triton.client.detector import Detector
 
 CSV_COLUMNS = ("image", "class_id", "class_name", "score", "x1", "y1", "x2", "y2", "error")
 
 
+def _server_arguments(parser: argparse.ArgumentParser) -> None:
+    """How to reach Triton, for every command that does (read back by _connection)."""
+    parser.add_argument(
+        "--protocol", choices=sorted(DEFAULT_URLS), help="grpc or http (default: the --url's scheme, else grpc)"
+    )
+    parser.add_argument(
+        "--url",
+        help="Triton's address: HOST:PORT, or grpcs://HOST[:PORT] / https://HOST[:PORT] for TLS "
+        "(default 127.0.0.1:8001 for gRPC, 127.0.0.1:8000 for HTTP)",
+    )
+    parser.add_argument(
+        "--root-certificates", type=Path, metavar="PEM", help="CA certificates that verify the server's TLS certificate"
+    )
+
+
+def _connection(args) -> Connection:
+    try:
+        return connect(args.url, args.protocol, args.root_certificates)
+    except ValueError as e:
+        raise ClientError(str(e)) from None
+
+
 def _connection_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     parser.add_argument("--model", default=model, help=f"ensemble name (default {model})")
-    parser.add_argument("--protocol", default="grpc", choices=sorted(DEFAULT_URLS))
-    parser.add_argument("--url", help="server address (default 127.0.0.1:8001 for gRPC, 127.0.0.1:8000 for HTTP)")
+    _server_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per request")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight")
 
 
 def _detector(args) -> Detector:
-    return Detector(args.model, args.url, args.protocol, args.batch_size, args.concurrency)
+    return Detector(args.model, _connection(args), batch_size=args.batch_size, concurrency=args.concurrency)
 
 
 def _progress(total: int, enabled: bool | None):
@@ -144,7 +169,7 @@ def gateway_command(args) -> int:
 
     from yolo_triton.client.gateway import create_app
 
-    uvicorn.run(create_app(args.url, args.protocol), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(_connection(args)), host=args.host, port=args.port, log_level="info")
     return 0
 
 
@@ -184,8 +209,7 @@ def parser() -> argparse.ArgumentParser:
     gateway = commands.add_parser("gateway", help="serve POST /predict/{model} (FastAPI) in front of Triton")
     gateway.add_argument("--host", default="127.0.0.1")
     gateway.add_argument("--port", type=int, default=8080)
-    gateway.add_argument("--protocol", default="grpc", choices=sorted(DEFAULT_URLS))
-    gateway.add_argument("--url", help="Triton's address (default 127.0.0.1:8001 for gRPC, 127.0.0.1:8000 for HTTP)")
+    _server_arguments(gateway)
     gateway.set_defaults(run=gateway_command)
     return top
 

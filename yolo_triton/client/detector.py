@@ -9,6 +9,7 @@ run on a private event loop, for scripts and threads.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -18,27 +19,34 @@ from yolo_triton.client.async_detector import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MODEL,
     AsyncDetector,
+    Connection,
     ImageResult,
     Source,
 )
 
 
 class Detector:
-    """A connection to one ensemble; use as a context manager (or call close()). Thread-safe."""
+    """A connection to one ensemble; use as a context manager (or call close()). Thread-safe.
+    The arguments are AsyncDetector's."""
 
     def __init__(
         self,
         model: str = DEFAULT_MODEL,
-        url: str | None = None,
-        protocol: str = "grpc",
+        url: str | Connection | None = None,
+        protocol: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         concurrency: int = DEFAULT_CONCURRENCY,
+        *,
+        root_certificates: str | os.PathLike | None = None,
     ):
+        async_detector = AsyncDetector(
+            model, url, protocol, batch_size, concurrency, root_certificates=root_certificates
+        )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="yolo-triton-client", daemon=True)
         self._thread.start()
-        self._async = AsyncDetector(model, url, protocol, batch_size, concurrency)
-        self.model, self.url, self.protocol = model, self._async.url, protocol
+        self._async = async_detector
+        self.model, self.url, self.protocol = model, async_detector.url, async_detector.protocol
         try:
             self._run(self._async.open()).result()
         except BaseException:
@@ -91,11 +99,13 @@ class Detector:
 def detect(
     sources: Source | Iterable[Source],
     model: str = DEFAULT_MODEL,
-    url: str | None = None,
-    protocol: str = "grpc",
+    url: str | Connection | None = None,
+    protocol: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     concurrency: int = DEFAULT_CONCURRENCY,
+    *,
+    root_certificates: str | os.PathLike | None = None,
 ) -> list[ImageResult]:
     """Detections for each image (paths, folders, globs or encoded bytes), in the order given."""
-    with Detector(model, url, protocol, batch_size, concurrency) as detector:
+    with Detector(model, url, protocol, batch_size, concurrency, root_certificates=root_certificates) as detector:
         return detector.detect(sources)

@@ -7,24 +7,21 @@ server; OpenAPI schema at /openapi.json, docs at /docs.
     curl -F file=@bus.jpg http://127.0.0.1:8080/predict/yolov11_nano
 
 Errors: 400 with the server's message for an image it refuses, 404 for a model it does not
-serve, 413 for an upload over the server's size limit, 503 when Triton cannot be reached.
+serve, 413 for an upload over the server's size limit, 503 when Triton cannot be reached
+(with TLS: the gateway's --url grpcs://..., --root-certificates).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, File, HTTPException, UploadFile
 from pydantic import BaseModel, Field
 
-from yolo_triton.client.async_detector import (
-    DEFAULT_URLS,
-    AsyncDetector,
-    ServerUnavailable,
-    UnknownModel,
-    tritonclient_module,
-)
+from yolo_triton.client.async_detector import AsyncDetector, ServerUnavailable, UnknownModel
+from yolo_triton.client.connection import Connection, connect
 from yolo_triton.contract import MAX_IMAGE_BYTES
 
 GATEWAY_CONCURRENCY = 64  # requests in flight to Triton per model; its dynamic batcher groups them
@@ -47,8 +44,13 @@ class ErrorOut(BaseModel):
     detail: str
 
 
-def create_app(url: str | None = None, protocol: str = "grpc") -> FastAPI:
-    url = url or DEFAULT_URLS[protocol]
+def create_app(
+    url: str | Connection | None = None,
+    protocol: str | None = None,
+    root_certificates: str | os.PathLike | None = None,
+) -> FastAPI:
+    """The app, reaching Triton as AsyncDetector does with these arguments."""
+    connection = connect(url, protocol, root_certificates)
     detectors: dict[str, AsyncDetector] = {}
     opening = asyncio.Lock()
 
@@ -56,7 +58,7 @@ def create_app(url: str | None = None, protocol: str = "grpc") -> FastAPI:
         async with opening:  # one connection per model, opened on its first request
             if model not in detectors:
                 detectors[model] = await AsyncDetector(
-                    model, url, protocol, batch_size=1, concurrency=GATEWAY_CONCURRENCY
+                    model, connection, batch_size=1, concurrency=GATEWAY_CONCURRENCY
                 ).open()
             return detectors[model]
 
@@ -92,15 +94,15 @@ def create_app(url: str | None = None, protocol: str = "grpc") -> FastAPI:
     @app.get("/health", responses={503: {"model": ErrorOut}})
     async def health() -> dict:
         """Ready when Triton is ready."""
-        client = tritonclient_module(protocol, aio=True).InferenceServerClient(url)
+        client = connection.client()
         try:
             ready = await client.is_server_ready()
         except Exception as e:
-            raise HTTPException(503, f"no Triton server at {url}: {e}") from e
+            raise HTTPException(503, f"no Triton server at {connection.url}: {e}") from e
         finally:
             await client.close()
         if not ready:
-            raise HTTPException(503, f"the Triton server at {url} is not ready")
-        return {"status": "ready", "triton": url}
+            raise HTTPException(503, f"the Triton server at {connection.url} is not ready")
+        return {"status": "ready", "triton": connection.url}
 
     return app
