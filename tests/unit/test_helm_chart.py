@@ -5,6 +5,8 @@ probes, one GPU per pod (none on the CPU profile), autoscaling/v2, security cont
 restricted admin APIs, the pinned release. No cluster exists here; nothing is installed."""
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +14,10 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import release_settings
+from conftest import ALL_SERVED, release_settings
 
 from yolo_triton.canary import RETRY_PAUSE_S
+from yolo_triton.contract import is_ensemble
 from yolo_triton.repository import ROOT
 from yolo_triton.targets import TARGETS
 from yolo_triton.tritonserver import PYTHON_BACKEND_CONFIG
@@ -28,9 +31,10 @@ PROFILES = {
     "default": [],
     "cpu": ["-f", str(CHART / "values-cpu.yaml")],
     "onnxruntime-backend": ["--set", "detector.target=onnxruntime-backend"],
+    "autoscaling": ["--set", "autoscaling.enabled=true,serviceMonitor.enabled=true"],
     "everything": [
         "--set",
-        "ingress.http.enabled=true,ingress.grpc.enabled=true,serviceMonitor.enabled=true,"
+        "ingress.http.enabled=true,ingress.grpc.enabled=true,serviceMonitor.enabled=true,autoscaling.enabled=true,"
         "grafanaDashboard.enabled=true,modelRepository.build.weightsClaim=weights,"
         "modelRepository.build.cacheClaim=engine-cache,livenessProbe.byInference=true",
     ],
@@ -193,13 +197,61 @@ def test_security_and_disruption():
     assert objects["Service"]["spec"]["type"] == "ClusterIP"
 
 
-def test_autoscaling_v2_on_queue_time():
-    hpa = render("default")["HorizontalPodAutoscaler"]
+def notes(tmp_path, profile: str, *extra: str) -> str:
+    """NOTES.txt as `helm install` would print it (`helm template` leaves it out, and install needs a
+    cluster): rendered from a copy of the chart in which it is the value of a YAML template."""
+    chart = tmp_path / "chart"
+    if not chart.exists():
+        shutil.copytree(CHART, chart)
+        text = (chart / "templates" / "NOTES.txt").read_text()
+        (chart / "templates" / "NOTES.txt").unlink()
+        (chart / "templates" / "_notes.tpl").write_text('{{- define "notes" -}}\n' + text + "{{- end -}}\n")
+        (chart / "templates" / "notes.yaml").write_text('notes: {{ include "notes" . | toJson }}\n')
+    out = helm("template", "yolo", str(chart), "--show-only", "templates/notes.yaml", *PROFILES[profile], *extra)
+    return yaml.safe_load(out)["notes"]
+
+
+def test_autoscaling_off_by_default(tmp_path):
+    """The HPA needs prometheus-adapter's metric: off by default (replicaCount pods), and the notes
+    say what it takes to turn on."""
+    default = render("default")
+    assert "HorizontalPodAutoscaler" not in default and default["Deployment"]["spec"]["replicas"] == 1
+    said = notes(tmp_path, "default")
+    assert "Replicas: 1 (autoscaling.enabled=false)" in said and "prometheus-adapter" in said
+    assert render("pvc")["Deployment"]["spec"]["replicas"] == 3 and "HorizontalPodAutoscaler" not in render("pvc")
+
+
+def test_autoscaling_v2_on_queue_time(tmp_path):
+    objects = render("autoscaling")
+    hpa = objects["HorizontalPodAutoscaler"]
     assert hpa["apiVersion"] == "autoscaling/v2"
     (metric,) = hpa["spec"]["metrics"]
     assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == "triton_queue_time_us_per_request"
-    assert "replicas" not in render("default")["Deployment"]["spec"]  # the HPA owns the count
-    assert render("pvc")["Deployment"]["spec"]["replicas"] == 3 and "HorizontalPodAutoscaler" not in render("pvc")
+    assert "replicas" not in objects["Deployment"]["spec"]  # the HPA owns the count
+    assert "ServiceMonitor" in objects
+    # the notes warn when the cluster serves no custom metrics (no prometheus-adapter), and only then
+    assert "WARNING: this cluster serves no custom.metrics.k8s.io API" in notes(tmp_path, "autoscaling")
+    adapter = notes(tmp_path, "autoscaling", "--api-versions", "custom.metrics.k8s.io/v1beta1")
+    assert "WARNING" not in adapter and "triton_queue_time_us_per_request" in adapter
+    unscraped = notes(tmp_path, "autoscaling", "--set", "serviceMonitor.enabled=false")
+    assert "serviceMonitor.enabled is false: your Prometheus must" in unscraped
+
+
+def test_adapter_rule_counts_ensemble_requests_only():
+    """docs/kubernetes.md's prometheus-adapter rule: every model's queue time (an ensemble's queue
+    time is its stages', preprocess and detector) over the requests of the ensembles only, so that
+    the target is the mean wait of one ensemble request. Its model filter (a PromQL regex, anchored)
+    leaves out exactly the models that are no ensemble."""
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "metricsQuery" in b]
+    (rule,) = yaml.safe_load(block)["rules"]
+    assert rule["name"]["as"] == yaml.safe_load((CHART / "values.yaml").read_text())["autoscaling"]["metricName"]
+    numerator, denominator = rule["metricsQuery"].split(" / ")
+    assert "nv_inference_queue_duration_us{<<.LabelMatchers>>}" in numerator  # all models
+    (excluded,) = re.findall(r'nv_inference_request_success\{<<\.LabelMatchers>>,model!~"([^"]+)"\}', denominator)
+    names = ["preprocess", "preprocess_320", "preprocess_1280", *ALL_SERVED]
+    names += [f"{n}_detector" for n in ALL_SERVED]
+    assert {n for n in names if not re.fullmatch(excluded, n)} == {n for n in names if is_ensemble(n)}
 
 
 def test_repository_sources_and_monitoring():
