@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import release_settings
+from conftest import pyproject, release_settings
 
 from yolo_triton.contract import LETTERBOX_PARAMS, VARIANTS, letterboxed_images
 from yolo_triton.repository import ROOT
@@ -17,6 +17,7 @@ from yolo_triton.tritonserver import CUDA_MEMORY_POOL_BYTES, PYTHON_BACKEND_CONF
 
 ENV = release_settings()
 RELEASE = ENV["NGC_RELEASE"]
+TAG = f"{ENV['YOLO_TRITON_VERSION']}-{RELEASE}"  # the images': this project's version, then the release
 DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
 
 
@@ -33,6 +34,13 @@ def test_release_is_pinned_once():
         assert not re.search(r"(tritonserver|tensorrt):\d\d\.\d\d", text), (
             f"{name} pins a release itself; use NGC_RELEASE"
         )
+
+
+def test_images_are_tagged_by_version_and_release():
+    """A new version of the project is a new image tag (a tag the nodes and compose do not have
+    yet), so an upgrade never keeps running the old images under the same name."""
+    assert ENV["YOLO_TRITON_VERSION"] == pyproject()["version"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+-\d\d\.\d\d", TAG)
 
 
 def test_memory_pool_fits_the_largest_handoff():
@@ -108,6 +116,7 @@ def _gpu(service):
 def test_compose_engine_builds_plans_on_the_gpu(compose):
     engine = compose["services"]["engine"]
     assert _gpu(engine) and engine["build"]["args"]["NGC_RELEASE"] == RELEASE
+    assert engine["image"] == f"yolo-triton-engine:{TAG}"
     assert ENV["DETECTOR_TARGET"] == "tensorrt"  # the default of .env
     assert "--target tensorrt --out /models" in " ".join(engine["command"])
     assert "models:/models:rw" in engine["volumes"]
@@ -173,7 +182,7 @@ def test_engine_image_has_what_the_repository_writer_imports():
 
 def test_compose_triton_service(compose):
     triton = compose["services"]["triton"]
-    assert _gpu(triton) and triton["image"] == f"yolo-triton:{RELEASE}"
+    assert _gpu(triton) and triton["image"] == f"yolo-triton:{TAG}"
     assert triton["depends_on"]["engine"]["condition"] == "service_completed_successfully"
     assert f"--cuda-memory-pool-byte-size=0:{ENV['CUDA_MEMORY_POOL_BYTES']}" in triton["command"]
     assert "--model-control-mode=none" in triton["command"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import ALL_SERVED, release_settings
+from conftest import ALL_SERVED, pyproject, release_settings
 
 from yolo_triton.canary import RETRY_PAUSE_S
 from yolo_triton.contract import is_ensemble
@@ -25,6 +25,7 @@ from yolo_triton.tritonserver import PYTHON_BACKEND_CONFIG
 HELM = Path(sys.executable).parent / "helm"
 CHART = ROOT / "deploy" / "helm" / "yolo-triton"
 KUBERNETES = "1.37.0"
+APP_VERSION = f"{pyproject()['version']}-{release_settings()['NGC_RELEASE']}"  # the images' tag, as compose's
 CRDS = {"ServiceMonitor"}  # the Prometheus operator's: no schema in kubernetes-validate; checked below
 
 PROFILES = {
@@ -124,7 +125,7 @@ def test_cpu_profile_requests_no_gpu():
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     assert "nvidia.com/gpu" not in json.dumps(pod)
     script = pod["initContainers"][0]["command"][-1]
-    assert "\ntarget=onnxruntime-cpu\n" in script and 'key="24.10/cpu/onnxruntime-cpu"' in script
+    assert "\ntarget=onnxruntime-cpu\n" in script and f'key="{APP_VERSION}/cpu/onnxruntime-cpu"' in script
     assert "YOLO_PREPROCESS_DEVICE" not in json.dumps(pod)
     assert not any(a.startswith("--cuda-memory-pool") for a in _triton(objects)["args"])
 
@@ -138,7 +139,7 @@ def test_detector_target():
     script = build["command"][-1]
     assert "\ntarget=onnxruntime-backend\n" in script and '--target "$target"' in script
     (key,) = [line for line in script.splitlines() if line.startswith("key=")]  # release, GPU model, target
-    assert key.startswith('key="24.10/$(nvidia-smi') and key.endswith('/onnxruntime-backend"')
+    assert key.startswith(f'key="{APP_VERSION}/$(nvidia-smi') and key.endswith('/onnxruntime-backend"')
     assert (
         _triton(objects)["resources"]["limits"]["nvidia.com/gpu"] == 1 == build["resources"]["limits"]["nvidia.com/gpu"]
     )
@@ -283,11 +284,21 @@ def test_repository_sources_and_monitoring():
     assert _triton(remote)["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}] and "Secret" not in remote
 
 
-def test_chart_pins_the_release_of_env():
+def test_chart_pins_the_version_and_release_of_env():
+    """The images' tag is this project's version and the release, as compose tags them, so a new
+    chart version pulls new images; image.tag / engineImage.tag name images of one's own build."""
     release = release_settings()
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert chart["appVersion"] == release["NGC_RELEASE"]
-    assert _triton(render("default"))["image"] == f"yolo-triton:{release['NGC_RELEASE']}"
+    assert chart["version"] == pyproject()["version"] and chart["appVersion"] == APP_VERSION
+    assert APP_VERSION == f"{release['YOLO_TRITON_VERSION']}-{release['NGC_RELEASE']}"  # compose's tag
+    objects = render("default")
+    assert _triton(objects)["image"] == f"yolo-triton:{APP_VERSION}"
+    assert objects["Deployment"]["spec"]["template"]["spec"]["initContainers"][0]["image"] == (
+        f"yolo-triton-engine:{APP_VERSION}"
+    )
+    own = render("default", "--set", "image.tag=0.1.0-24.10-fix1,engineImage.tag=0.1.0-24.10-fix1")
+    assert _triton(own)["image"] == "yolo-triton:0.1.0-24.10-fix1"
+    assert own["Deployment"]["spec"]["template"]["spec"]["initContainers"][0]["image"].endswith(":0.1.0-24.10-fix1")
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["gpu"]["cudaMemoryPoolBytes"] == int(release["CUDA_MEMORY_POOL_BYTES"])
 
