@@ -35,6 +35,9 @@ def load_network(weights: str, variant: Variant, device: torch.device, precision
     """Ultralytics' network of the weights, fused, in eval mode, on `device` in `precision`; NMS-free
     variants on their one-to-one head (Ultralytics: predict(nms=False))."""
     os.environ.setdefault("YOLO_OFFLINE", "1")  # no update or hub checks while loading
+    # errors only: Ultralytics' first import writes its settings with a ✅ that a server's ASCII
+    # locale cannot log
+    os.environ.setdefault("YOLO_VERBOSE", "False")
     from ultralytics.nn.tasks import load_checkpoint
 
     network, _ = load_checkpoint(weights, device="cpu")
@@ -108,22 +111,21 @@ def _nms(output0: torch.Tensor, v: Variant):
         image, anchor = (best > v.conf).nonzero(as_tuple=True)
         cls, score = best_class[image, anchor], best[image, anchor]
         keep = _nms_of(boxes, image, anchor, cls, score, v)
-    # keep is sorted by score: a stable sort by image keeps that order within each image
     image, anchor, cls, score = image[keep], anchor[keep], cls[keep], score[keep]
-    order = torch.sort(image, stable=True).indices
+    # each image's survivors in score order (image first, then the score, in (0, 1], downwards),
+    # ranked within the image; a rank past K lands in a spare column K, dropped (no host sync)
+    order = torch.argsort(image.double() * 2 - score.double())
     image, anchor, cls, score = image[order], anchor[order], cls[order], score[order]
     first = torch.searchsorted(image, torch.arange(batch, device=image.device))
-    rank = torch.arange(len(image), device=image.device) - first[image]
-    top = rank < v.max_detections
-    image, anchor, cls, score, rank = image[top], anchor[top], cls[top], score[top], rank[top]
     k = v.max_detections
-    top_boxes = boxes.new_zeros((batch, k, 4))
-    top_scores = boxes.new_zeros((batch, k))
-    top_classes = torch.zeros((batch, k), dtype=torch.int32, device=boxes.device)
+    rank = (torch.arange(len(image), device=image.device) - first[image]).clamp(max=k)
+    top_boxes = boxes.new_zeros((batch, k + 1, 4))
+    top_scores = boxes.new_zeros((batch, k + 1))
+    top_classes = torch.zeros((batch, k + 1), dtype=torch.int32, device=boxes.device)
     top_boxes[image, rank] = boxes[image, anchor]
     top_scores[image, rank] = score
     top_classes[image, rank] = cls.to(torch.int32)
-    return top_boxes, top_scores, top_classes
+    return top_boxes[:, :k], top_scores[:, :k], top_classes[:, :k]
 
 
 def _nms_of(boxes, image, anchor, cls, score, v: Variant, only: int | None = None) -> torch.Tensor:
@@ -136,12 +138,10 @@ def _nms_of(boxes, image, anchor, cls, score, v: Variant, only: int | None = Non
         index = index[image == only]
         if len(index) > MAX_NMS:
             index = index[score[index].topk(MAX_NMS).indices]
-    candidates = boxes[image[index], anchor[index]].double()
-    offset = torch.zeros_like(candidates[:, :2])
-    if not v.class_agnostic:
-        offset[:, 0] = cls[index].double() * CLASS_OFFSET
-    offset[:, 1] = image[index].double() * CLASS_OFFSET
-    kept = torchvision.ops.nms(candidates + offset.repeat(1, 2), score[index].double(), v.iou)
+    y = image[index].double() * CLASS_OFFSET
+    x = torch.zeros_like(y) if v.class_agnostic else cls[index].double() * CLASS_OFFSET
+    offset = torch.stack((x, y, x, y), 1)
+    kept = torchvision.ops.nms(boxes[image[index], anchor[index]].double() + offset, score[index].double(), v.iou)
     return index[kept]
 
 

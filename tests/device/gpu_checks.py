@@ -280,7 +280,11 @@ def served(out_dir: Path, repository: Path | None = None):
         yield url
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(60)
+        try:  # preprocess's GPU instances may not unload within Triton's 30 s exit timeout
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
         log.close()
         lines = (out_dir / "tritonserver.log").read_text(errors="replace").splitlines()  # fuzz bytes in messages
         print(
@@ -534,54 +538,53 @@ def readonly_home(photos: list[Path]) -> dict:
     return results
 
 
-def _with_settings(source: Path, pre: int, det: int, nhwc: str) -> Path:
-    """A copy of a repository with other instance counts (preprocess, detector) and ONNX Runtime's
-    NHWC convolutions on ("1") or off ("0")."""
+def _with_settings(source: Path, pre: int, det: int) -> Path:
+    """A copy of a repository with other instance counts (preprocess, detector)."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    repo = SCRATCH / f"{source.name}_{pre}_{det}_{nhwc}"
+    repo = SCRATCH / f"{source.name}_{pre}_{det}"
     shutil.rmtree(repo, ignore_errors=True)
     shutil.copytree(source, repo)
     for path in repo.glob("*/config.pbtxt"):
         config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
         if config.name == "preprocess":
             config.instance_group[0].count = pre
-        elif "prefer_nhwc" in config.parameters:
+        elif config.name.endswith("_detector"):
             config.instance_group[0].count = det
-            config.parameters["prefer_nhwc"].string_value = nhwc
         path.write_text(text_format.MessageToString(config, as_utf8=True))
     return repo
 
 
 def tuning(photos: list[Path], out_dir: Path) -> dict:
-    """The FP16 ensemble at concurrency 128 and 256 (and preprocess alone at 256) with other
-    instance counts (NHWC convolutions as the kernel step found faster); the best one becomes the
-    repositories of the later steps (SETTINGS=pre,det,nhwc sets them without tuning)."""
+    """The FP16 ensemble at concurrency 256 and 512 with other instance counts (TUNE: "pre,det;...");
+    the best one becomes the repositories of the later steps (SETTINGS=pre,det sets them without tuning)."""
     model = _model()
     jpegs, _ = _inputs(photos)
     results = []
-    nhwc = KERNEL_CHOICE.get("prefer_nhwc", "0")
-    for pre, det in ((2, 2), (4, 2)):
-        row = {"preprocess_instances": pre, "detector_instances": det, "prefer_nhwc": nhwc}
-        with served(out_dir, _with_settings(REPOSITORY["fp16"], pre, det, nhwc)) as url:
-            for c in (128, 256):
+    for setting in os.environ.get("TUNE", "4,1;4,2;8,2;8,3").split(";"):
+        pre, det = (int(x) for x in setting.split(","))
+        row = {"preprocess_instances": pre, "detector_instances": det}
+        with served(out_dir, _with_settings(REPOSITORY["fp16"], pre, det)) as url:
+            for c in (1, 256, 512):
                 row[str(c)] = _perf(url, model, jpegs, c, ["image:1"], out_dir)[0]
-            row["preprocess_alone_256"] = _perf(url, "preprocess", jpegs, 256, ["image:1"], out_dir)[0]
         results.append(row)
-        print({k: (v if not isinstance(v, dict) else v.get("images_per_s")) for k, v in row.items()}, flush=True)
-    best = max(results, key=lambda r: max(r[c].get("images_per_s", 0) for c in ("128", "256")))
-    _use_settings(best["preprocess_instances"], best["detector_instances"], best["prefer_nhwc"])
-    return {
-        "rows": results,
-        "chosen": {k: best[k] for k in ("preprocess_instances", "detector_instances", "prefer_nhwc")},
-    }
+        print(
+            {
+                k: (v if not isinstance(v, dict) else (v.get("images_per_s"), v.get("p50_ms"), v.get("p99_ms")))
+                for k, v in row.items()
+            },
+            flush=True,
+        )
+    best = max(results, key=lambda r: max(r[c].get("images_per_s", 0) for c in ("256", "512")))
+    _use_settings(best["preprocess_instances"], best["detector_instances"])
+    return {"rows": results, "chosen": {k: best[k] for k in ("preprocess_instances", "detector_instances")}}
 
 
-def _use_settings(pre: int, det: int, nhwc: str) -> None:
-    for precision in list(REPOSITORY):
-        REPOSITORY[precision] = _with_settings(DATA / f"model_repository_{precision}", pre, det, nhwc)
-    print(f"settings: preprocess x{pre}, detector x{det}, prefer_nhwc {nhwc}", flush=True)
+def _use_settings(pre: int, det: int) -> None:
+    for precision in ("fp16", "fp32"):
+        REPOSITORY[precision] = _with_settings(_repository(RUNTIME, precision), pre, det)
+    print(f"settings: preprocess x{pre}, detector x{det}", flush=True)
 
 
 KERNEL_CHOICE: dict = {}
@@ -936,8 +939,8 @@ def main():
     }
     chosen = sys.argv[2].split(",") if len(sys.argv) > 2 else ["ensemble", "bench"]
     if os.environ.get("SETTINGS"):
-        pre, det, nhwc = os.environ["SETTINGS"].split(",")
-        _use_settings(int(pre), int(det), nhwc)
+        pre, det = os.environ["SETTINGS"].split(",")
+        _use_settings(int(pre), int(det))
         report["settings"] = os.environ["SETTINGS"]
     for name, step in ((n, steps[n]) for n in chosen):
         t = time.time()
