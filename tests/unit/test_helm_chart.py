@@ -125,7 +125,7 @@ def test_cpu_profile_requests_no_gpu():
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     assert "nvidia.com/gpu" not in json.dumps(pod)
     script = pod["initContainers"][0]["command"][-1]
-    assert "\ntarget=onnxruntime-cpu\n" in script and f'key="{APP_VERSION}/cpu/onnxruntime-cpu"' in script
+    assert "\ntarget=onnxruntime-cpu\n" in script and f'key="{APP_VERSION}/cpu/onnxruntime-cpu/models-' in script
     assert "YOLO_PREPROCESS_DEVICE" not in json.dumps(pod)
     assert not any(a.startswith("--cuda-memory-pool") for a in _triton(objects)["args"])
 
@@ -138,8 +138,10 @@ def test_detector_target():
     (build,) = pod["initContainers"]
     script = build["command"][-1]
     assert "\ntarget=onnxruntime-backend\n" in script and '--target "$target"' in script
-    (key,) = [line for line in script.splitlines() if line.startswith("key=")]  # release, GPU model, target
-    assert key.startswith(f'key="{APP_VERSION}/$(nvidia-smi') and key.endswith('/onnxruntime-backend"')
+    (key,) = [line for line in script.splitlines() if line.startswith("key=")]  # release, GPU, target, models
+    assert key.startswith(f'key="{APP_VERSION}/$(nvidia-smi') and re.search(
+        r'/onnxruntime-backend/models-[0-9a-f]{16}"$', key
+    )
     assert (
         _triton(objects)["resources"]["limits"]["nvidia.com/gpu"] == 1 == build["resources"]["limits"]["nvidia.com/gpu"]
     )
@@ -175,6 +177,68 @@ def test_caches_on_a_writable_volume(profile):
         ]
         for name in ("HOME", "XDG_CACHE_HOME", "CUPY_CACHE_DIR", "CUDA_CACHE_PATH"):
             assert any(env[name] == w or env[name].startswith(w + "/") for w in writable), (container["name"], name)
+
+
+# Stand-ins for what the init container runs on a GPU node and this machine has not: nvidia-smi,
+# and `python3 -m yolo_triton.repository` (the export and TensorRT build; no TensorRT or GPU here).
+# The writer stand-in rewrites each file in place over a moment, as a rebuild rewrites config.pbtxt
+# and model.py, so that a copy taken meanwhile holds a half-written file; cp is the real one,
+# slowed as a copy of large plans from network storage is, and both say when they run.
+STAND_INS = {
+    "nvidia-smi": "#!/bin/sh\necho 'NVIDIA H100 80GB HBM3'\n",
+    "cp": """#!/bin/sh
+echo "copy $POD" >> "$BUILD_LOG"; sleep 0.3; /bin/cp "$@" || exit
+echo "copied $POD" >> "$BUILD_LOG"
+""",
+    "python3": """#!/bin/sh
+out=$(echo "$@" | sed 's/.*--out //')
+echo "start $POD" >> "$BUILD_LOG"
+for model in $(echo "$YOLO_MODELS" | tr , ' '); do
+  for file in "$out/$model/config.pbtxt" "$out/$model/1/model.py"; do
+    mkdir -p "$(dirname "$file")"; printf 'begun ' > "$file"; sleep 0.1; printf 'written\n' >> "$file"
+  done
+done
+echo "end $POD" >> "$BUILD_LOG"
+""",
+}
+
+
+def run_init_container(script: str, folder: Path, pod: str, cache: Path) -> subprocess.Popen:
+    """The init container's script as a pod would run it, its /cache the shared folder, its /models
+    its own; the stand-ins first on PATH."""
+    bin_, models = folder / "bin", folder / pod / "models"
+    bin_.mkdir(exist_ok=True)
+    for name, text in STAND_INS.items():
+        (bin_ / name).write_text(text)
+        (bin_ / name).chmod(0o755)
+    models.mkdir(parents=True)
+    script = script.replace('"/cache/', f'"{cache}/').replace(" /models/", f" {models}/")
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "POD": pod, "BUILD_LOG": str(folder / "builds.log")}
+    return subprocess.Popen(["sh", "-c", script], env=env, cwd=folder, stderr=subprocess.PIPE, text=True)
+
+
+def test_pods_sharing_the_engine_cache_build_and_copy_in_turn(tmp_path):
+    """Two pods of one release on one shared cache (modelRepository.build.cacheClaim) at once: one
+    builds and copies while the other waits, so each copies a whole repository, never one the other
+    is rewriting; a release with other models has a cache of its own and leaves theirs alone."""
+    cache = tmp_path / "cache"
+    script = render("everything")["Deployment"]["spec"]["template"]["spec"]["initContainers"][0]["command"][-1]
+    pods = [run_init_container(script, tmp_path, pod, cache) for pod in ("a", "b")]
+    assert [p.wait(60) for p in pods] == [0, 0], [p.stderr.read() for p in pods]
+    log = (tmp_path / "builds.log").read_text().split("\n")
+    turns = [f"{step} {pod}" for pod in ("a", "b") for step in ("start", "end", "copy", "copied")]
+    assert log[:8] in (turns, turns[4:] + turns[:4]), log  # one pod's build and copy, then the other's
+    for pod in ("a", "b"):
+        files = sorted((tmp_path / pod / "models").rglob("*.*"))
+        assert len(files) == 6 and all(f.read_text() == "begun written\n" for f in files), pod
+    (built,) = cache.glob("*/*/*/*/model_repository")
+
+    other = render("everything", "--set", "modelRepository.build.models=yolov8_nano")
+    other_script = other["Deployment"]["spec"]["template"]["spec"]["initContainers"][0]["command"][-1]
+    assert run_init_container(other_script, tmp_path, "c", cache).wait(60) == 0
+    assert sorted(p.name for p in (tmp_path / "c" / "models").iterdir()) == ["yolov8_nano"]
+    assert len(list(cache.glob("*/*/*/*/model_repository"))) == 2
+    assert sorted(p.name for p in built.iterdir()) == ["yolov11_medium", "yolov11_nano", "yolov11_small"]
 
 
 def test_security_and_disruption():
