@@ -4,6 +4,7 @@
 probes, one GPU per pod (none on the CPU profile), autoscaling/v2, security context, PDB,
 restricted admin APIs, the pinned release. No cluster exists here; nothing is installed."""
 
+import base64
 import json
 import re
 import shutil
@@ -47,7 +48,14 @@ PROFILES = {
     ],
     "pvc": [
         "--set",
-        "modelRepository.source=pvc,modelRepository.pvc.claimName=models,autoscaling.enabled=false,replicaCount=3",
+        "modelRepository.source=pvc,modelRepository.pvc.claimName=models,modelRepository.pvc.subPath=repository,"
+        "autoscaling.enabled=false,replicaCount=3",
+    ],
+    "overrides": [
+        "--set",
+        "nameOverride=detector,fullnameOverride=vision,runtimeClassName=nvidia,engineImage.pullPolicy=Always,"
+        "restrictedApi.adminKey=0123456789abcdef,"
+        "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/yolo",
     ],
     "remote": [
         "--set",
@@ -346,6 +354,83 @@ def test_repository_sources_and_monitoring():
     remote = render("remote")
     assert "--model-repository=s3://bucket/model_repository" in _triton(remote)["args"]
     assert _triton(remote)["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}] and "Secret" not in remote
+
+
+def test_names_account_runtime_and_pull_policy():
+    """nameOverride / fullnameOverride name the objects and labels, serviceAccount.annotations and
+    runtimeClassName reach the pod, engineImage.pullPolicy the init container."""
+    objects = render("overrides")
+    pod = objects["Deployment"]["spec"]["template"]
+    assert {objects[k]["metadata"]["name"] for k in ("Deployment", "Service", "ServiceAccount")} == {"vision"}
+    assert (
+        pod["metadata"]["labels"]["app.kubernetes.io/name"]
+        == "detector"
+        == (objects["Service"]["spec"]["selector"]["app.kubernetes.io/name"])
+    )
+    spec = pod["spec"]
+    assert spec["runtimeClassName"] == "nvidia" and spec["serviceAccountName"] == "vision"
+    assert objects["ServiceAccount"]["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/yolo"
+    }
+    assert spec["initContainers"][0]["imagePullPolicy"] == "Always" and _triton(objects)["imagePullPolicy"] == (
+        "IfNotPresent"
+    )
+    existing = render("default", "--set", "serviceAccount.create=false,serviceAccount.name=inference")
+    assert "ServiceAccount" not in existing
+    assert existing["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == "inference"
+    assert "runtimeClassName" not in render("default")["Deployment"]["spec"]["template"]["spec"]
+
+
+def test_admin_key_secret_is_stable_when_given():
+    """restrictedApi.adminKey renders the same Secret every time (helm template, Argo CD) and rolls
+    the pods when it changes; existingSecret renders none."""
+    first, again = render("overrides"), render("overrides")
+    assert first["Secret"] == again["Secret"]
+    assert base64.b64decode(first["Secret"]["data"]["admin-key"]).decode() == "0123456789abcdef"
+    assert "checksum/admin-key" in first["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert "Secret" not in render("remote")  # restrictedApi.existingSecret
+
+
+def test_pvc_sub_path():
+    mounts = _triton(render("pvc"))["volumeMounts"]
+    assert {"name": "models", "mountPath": "/models", "readOnly": True, "subPath": "repository"} in mounts
+    assert all("subPath" not in m for m in _triton(render("default"))["volumeMounts"])
+
+
+def test_grpc_ingress_has_tls():
+    """ingress-nginx routes gRPC over HTTP/2, which it speaks to clients only over TLS."""
+    everything = render("everything")
+    grpc, http = everything["yolo-yolo-triton-grpc"], everything["yolo-yolo-triton-http"]
+    assert grpc["spec"]["tls"] == [{"hosts": ["yolo-grpc.example.com"], "secretName": "yolo-yolo-triton-grpc-tls"}]
+    assert "tls" not in http["spec"]
+    own = render("everything", "--set", "ingress.grpc.tls[0].secretName=wildcard,ingress.grpc.tls[0].hosts[0]=*.ex.com")
+    assert own["yolo-yolo-triton-grpc"]["spec"]["tls"] == [{"secretName": "wildcard", "hosts": ["*.ex.com"]}]
+
+
+def test_notes_name_a_served_model(tmp_path):
+    assert "--model yolov11_nano bus.jpg" in notes(tmp_path, "default")
+    assert "--model pets bus.jpg" in notes(tmp_path, "models-file")
+    assert "--model yolov8_nano bus.jpg" in notes(
+        tmp_path, "default", "--set", "modelRepository.build.models=yolov8_nano\\,yolov11_small"
+    )
+    assert "--model <an ensemble of your repository>" in notes(tmp_path, "pvc")
+    said = notes(tmp_path, "everything")
+    assert "yolo-triton detect --url grpcs://yolo-grpc.example.com --model yolov11_nano bus.jpg" in said
+
+
+def test_packaged_chart_keeps_its_readme(tmp_path):
+    """`helm package` keeps README.md (`helm show readme`), and every value it names exists."""
+    helm("package", str(CHART), "-d", str(tmp_path))
+    (package,) = tmp_path.glob("yolo-triton-*.tgz")
+    readme = helm("show", "readme", str(package))
+    assert readme.strip() == (CHART / "README.md").read_text().strip()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for name in re.findall(r"`([a-z]\w*(?:\.\w+)*)`", readme):
+        first, *rest = name.split(".")
+        node = values.get(first)
+        for key in rest if first in values else ():  # a value's full path
+            assert isinstance(node, dict) and key in node, f"README.md names {name}, which values.yaml lacks"
+            node = node[key]
 
 
 def test_chart_pins_the_version_and_release_of_env():

@@ -1,13 +1,30 @@
+{{- define "yolo-triton.name" -}}
+{{- .Values.nameOverride | default .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "yolo-triton.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "yolo-triton.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "yolo-triton.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{ .Values.serviceAccount.name | default (include "yolo-triton.fullname" .) }}
+{{- else -}}
+{{ .Values.serviceAccount.name | default "default" }}
 {{- end -}}
 {{- end -}}
 
 {{- define "yolo-triton.selectorLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "yolo-triton.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
@@ -46,4 +63,16 @@ filesystem they go to /tmp, the pod's writable emptyDir, or the GPU preprocess m
 - {name: CUPY_CACHE_DIR, value: /tmp/.cupy/kernel_cache}
 - {name: CUDA_CACHE_PATH, value: /tmp/.nv/ComputeCache}
 - {name: YOLO_CONFIG_DIR, value: /tmp/ultralytics}
+{{- end -}}
+
+{{- /* An ensemble to name in the notes: the first of the models file or of `models` */ -}}
+{{- define "yolo-triton.firstModel" -}}
+{{- $build := .Values.modelRepository.build -}}
+{{- if ne .Values.modelRepository.source "build" -}}
+<an ensemble of your repository>
+{{- else if $build.modelsFile -}}
+{{ keys (fromYaml $build.modelsFile) | sortAlpha | first }}
+{{- else -}}
+{{ splitList "," $build.models | first | trim }}
+{{- end -}}
 {{- end -}}
