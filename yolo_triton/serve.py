@@ -3,7 +3,8 @@
 python -m yolo_triton.serve   (models from YOLO_MODELS_FILE, see yolo_triton.models_file, or
                                weights from YOLO_WEIGHTS / YOLO_WEIGHTS_DIR / YOLO_MODELS, see
                                yolo_triton.weights.resolve_weights; all on the GPU where
-                               one and its runtime are, else the CPU: YOLO_DEVICE=gpu|cpu forces)
+                               one and its runtime are, else the CPU: YOLO_DEVICE=gpu|cpu forces;
+                               YOLO_TRITON_INFERENCE_KEY=NAME=VALUE: inference needs that header)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from yolo_triton.models_file import ModelsFileError
 from yolo_triton.repository import DEFAULT_OUT, ROOT, choose_target, write_repository
 from yolo_triton.targets import TARGETS
-from yolo_triton.tritonserver import TritonServer, gpu_server_args, ports_in_use
+from yolo_triton.tritonserver import INFERENCE_KEY_ENV, TritonServer, gpu_server_args, inference_key_args, ports_in_use
 from yolo_triton.weights import WeightsError, models_source, resolve_models
 
 FIRST_REQUEST = """\
@@ -49,6 +50,12 @@ def main():
             file=sys.stderr,
         )
         raise SystemExit(2)
+    key = os.environ.get(INFERENCE_KEY_ENV)
+    try:
+        key_args = inference_key_args(key) if key else ()
+    except ValueError as e:
+        print(f"{INFERENCE_KEY_ENV}: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         models = resolve_models()
         target = choose_target()
@@ -70,7 +77,7 @@ def main():
         args.http_port,
         args.grpc_port,
         args.metrics_port,
-        extra_args=gpu_server_args() if TARGETS[target].on_gpu else (),
+        extra_args=(*(gpu_server_args() if TARGETS[target].on_gpu else ()), *key_args),
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,6 +98,9 @@ def main():
             ),
             flush=True,
         )
+        if key:  # the request above then needs the header too
+            name = key.partition("=")[0].strip().lower()
+            print(f"Inference needs the header {name} ({INFERENCE_KEY_ENV}): YOLO_TRITON_HEADERS={name}=<the key>")
         while not stop.wait(1.0):
             if server.process.poll() is not None:
                 raise SystemExit(f"tritonserver exited with code {server.process.returncode}")

@@ -223,3 +223,18 @@ def gpu_server_args() -> tuple[str, ...]:
     """Flags for serving the GPU path: Triton's CUDA memory pool on GPU 0 (the preprocess -> detector
     hand-offs live there), as docker compose and the Helm chart pass it (tests check)."""
     return (f"--cuda-memory-pool-byte-size=0:{CUDA_MEMORY_POOL_BYTES}",)
+
+
+INFERENCE_KEY_ENV = "YOLO_TRITON_INFERENCE_KEY"  # make serve: NAME=VALUE, the header inference needs
+
+
+def inference_key_args(key: str) -> tuple[str, ...]:
+    """Flags that make inference over HTTP and gRPC need a header, given as NAME=VALUE (Triton's
+    restricted `inference` API group; health, metadata and model config stay open). Over gRPC
+    Triton reads it as triton-grpc-protocol-NAME, which yolo_triton.client also sends."""
+    from yolo_triton.client.connection import parse_headers
+
+    ((name, value),) = parse_headers([key]).items()
+    if not value:
+        raise ValueError(f"header {name!r}: the key must not be empty")
+    return (f"--http-restricted-api=inference:{name}={value}", f"--grpc-restricted-protocol=inference:{name}={value}")

@@ -1,13 +1,21 @@
-"""A Triton behind TLS, reached by the Python client, the `yolo-triton` command and the gateway:
-gRPC over Triton's own TLS (--grpc-use-ssl, a self-signed certificate made here with openssl) and
-HTTPS through a TLS-terminating proxy (Triton 2.51's HTTP endpoint has no TLS of its own). Each
+"""A Triton behind TLS, or whose inference needs a key header, reached by the Python client, the
+`yolo-triton` command and the gateway.
+
+TLS: gRPC over Triton's own TLS (--grpc-use-ssl, a self-signed certificate made here with openssl)
+and HTTPS through a TLS-terminating proxy (Triton 2.51's HTTP endpoint has no TLS of its own). Each
 gives the detections the plain endpoint gives; without TLS, or without the certificate that
-verifies the server, each fails at once and says why."""
+verifies the server, each fails at once and says why.
+
+Key: Triton's restricted `inference` API group (tritonserver.inference_key_args, what make serve
+passes for YOLO_TRITON_INFERENCE_KEY) beside the chart's admin group: without the header, or with
+a wrong one, every client is refused at once with AccessDenied naming the header; with it (headers=,
+--header, YOLO_TRITON_HEADERS) it is served, over both protocols."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -20,11 +28,11 @@ from conftest import YOLO_TRITON, ultralytics_assets
 from fastapi.testclient import TestClient
 from matching import Detections, unpaired
 
-from yolo_triton.client import ServerUnavailable, detect
+from yolo_triton.client import AccessDenied, ServerUnavailable, UnknownModel, detect
 from yolo_triton.client.cli import _connection, parser
 from yolo_triton.client.connection import connect
 from yolo_triton.client.gateway import create_app
-from yolo_triton.tritonserver import HOST, TritonServer, free_ports
+from yolo_triton.tritonserver import HOST, TritonServer, free_ports, inference_key_args
 
 MODEL = "yolov11_nano"
 
@@ -178,3 +186,75 @@ def test_gateway_over_tls(tls_server, certificate, photos, plain):
     with TestClient(create_app(tls_server.grpc_url)) as gateway:  # no TLS: 503, saying how to reach it
         response = gateway.post(f"/predict/{MODEL}", files={"file": ("bus.jpg", photos[0].read_bytes())})
         assert response.status_code == 503 and f"grpcs://{tls_server.grpc_url}" in response.json()["detail"]
+
+
+HEADER, KEY = "triton-inference-key", "s3cret=:x"  # Triton splits its flag at the first ':' and '='
+ADMIN = ("model-repository", "shared-memory", "logging", "trace")  # the Helm chart's admin group
+
+
+@pytest.fixture(scope="module")
+def keyed_server(model_repository, tmp_path_factory):
+    """Inference restricted to the key header, the admin APIs to another (as the chart restricts them)."""
+    admin = ",".join(ADMIN)
+    server = served_alone(
+        model_repository,
+        tmp_path_factory.mktemp("keyed_server"),
+        *inference_key_args(f"{HEADER}={KEY}"),
+        f"--http-restricted-api={admin}:triton-admin-key=admin",
+        f"--grpc-restricted-protocol={admin}:triton-admin-key=admin",
+    )
+    yield server
+    server.stop()
+
+
+def test_inference_needs_the_key(keyed_server, photos, monkeypatch):
+    monkeypatch.delenv("YOLO_TRITON_HEADERS", raising=False)
+    for protocol, url in (("grpc", keyed_server.grpc_url), ("http", keyed_server.http_url)):
+        for headers in (None, {HEADER: "wrong"}):
+            with pytest.raises(AccessDenied, match=f"expecting header '(triton-grpc-protocol-)?{HEADER}'"):
+                detect(photos, MODEL, url, protocol, headers=headers)
+        served = detect(photos, MODEL, url, protocol, headers=[f"{HEADER.upper()}={KEY}"])  # any case
+        assert all(r.ok and r.detections for r in served), served
+        if protocol == "grpc":
+            expected = served
+        assert same(served, expected)
+        # the index of served models is the admin's: an unknown model is still named as such
+        with pytest.raises(UnknownModel, match=r"'yolov99_giant' is not served at \S+$"):
+            detect(photos, "yolov99_giant", url, protocol, headers={HEADER: KEY})
+
+    monkeypatch.setenv("YOLO_TRITON_HEADERS", f"x-other=1,{HEADER}={KEY}")
+    assert same(detect(photos[:1], MODEL, keyed_server.http_url, "http"), expected[:1])
+    monkeypatch.setenv("YOLO_TRITON_HEADERS", f"{HEADER}=wrong")  # headers given win over the environment's
+    assert same(detect(photos[:1], MODEL, keyed_server.grpc_url, headers={HEADER: KEY}), expected[:1])
+
+
+def test_command_and_gateway_send_the_key(keyed_server, photos, monkeypatch):
+    monkeypatch.delenv("YOLO_TRITON_HEADERS", raising=False)
+    expected = detect(photos[:1], MODEL, keyed_server.grpc_url, headers={HEADER: KEY})
+
+    def yolo_triton(*args, env=None):
+        return subprocess.run(
+            [str(YOLO_TRITON), "detect", photos[0], "--model", MODEL, "--url", keyed_server.grpc_url, *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+
+    run = yolo_triton()
+    assert run.returncode == 2 and "refused the request" in run.stderr and HEADER in run.stderr, run.stderr
+    assert KEY not in run.stderr
+    run = yolo_triton("--header", f"{HEADER}={KEY}")
+    assert run.returncode == 0 and same([json.loads(run.stdout)["detections"]], expected), run.stderr
+    run = yolo_triton(env={**os.environ, "YOLO_TRITON_HEADERS": f"{HEADER}={KEY}"})
+    assert run.returncode == 0, run.stderr
+    run = yolo_triton("--header", "no-equals-sign")
+    assert run.returncode == 2 and "NAME=VALUE" in run.stderr, run.stderr
+
+    upload = {"file": ("bus.jpg", photos[0].read_bytes())}
+    with TestClient(create_app(keyed_server.grpc_url, headers={HEADER: KEY})) as gateway:
+        response = gateway.post(f"/predict/{MODEL}", files=upload)
+        assert response.status_code == 200 and same([response.json()["detections"]], expected), response.text
+    with TestClient(create_app(keyed_server.http_url, "http")) as gateway:  # the gateway's own key is missing
+        response = gateway.post(f"/predict/{MODEL}", files=upload)
+        assert response.status_code == 503 and f"expecting header '{HEADER}'" in response.json()["detail"]

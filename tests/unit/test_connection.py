@@ -1,10 +1,17 @@
-"""How the client reads a server's URL (yolo_triton/client/connection.py): host:port or a scheme that
-says the protocol and TLS, the default ports, and one clear ValueError for each contradiction
+"""How the client reads a server's URL and its headers (yolo_triton/client/connection.py): host:port
+or a scheme that says the protocol and TLS, the default ports, headers given and from
+YOLO_TRITON_HEADERS, and one clear ValueError for each contradiction or malformed part
 (tests/L0_client/test_secure_connection.py connects for real)."""
 
 import pytest
 
 from yolo_triton.client.connection import DEFAULT_URLS, Connection, connect
+from yolo_triton.tritonserver import inference_key_args
+
+
+@pytest.fixture(autouse=True)
+def no_environment_headers(monkeypatch):
+    monkeypatch.delenv("YOLO_TRITON_HEADERS", raising=False)
 
 
 @pytest.mark.parametrize(
@@ -50,3 +57,45 @@ def test_tls_url_and_root_certificates():
 def test_contradictions_and_malformed_urls(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("?", r"\?")):
         connect(**kwargs)
+
+
+def test_headers_given_and_from_the_environment(monkeypatch):
+    monkeypatch.setenv("YOLO_TRITON_HEADERS", "X-Team=vision, triton-inference-key=from-env")
+    connection = connect("triton:8001", headers=["Triton-Inference-Key=a=b:c", "x-empty="])
+    assert dict(connection.headers) == {"x-team": "vision", "triton-inference-key": "a=b:c", "x-empty": ""}
+    # over gRPC Triton's restricted protocols read triton-grpc-protocol-NAME: both names are sent
+    assert connection.request_headers()["triton-grpc-protocol-triton-inference-key"] == "a=b:c"
+    assert connection.request_headers()["triton-inference-key"] == "a=b:c"
+    over_http = connect("http://triton", headers={"triton-inference-key": "k"})
+    assert over_http.request_headers() == {"x-team": "vision", "triton-inference-key": "k"}
+    prefixed = connect(headers={"triton-grpc-protocol-k": "v"}).request_headers()  # Triton's gRPC form: as given
+    assert prefixed["triton-grpc-protocol-k"] == "v" and not any(n.count("triton-grpc-protocol-") > 1 for n in prefixed)
+
+
+@pytest.mark.parametrize(
+    "headers, message",
+    [
+        (["s3cret"], "one has no '='"),
+        (["bad name=s3cret"], "header 'bad name': NAME must be a header name"),
+        ({"x-key": "line\nbreak"}, "VALUE one line"),
+    ],
+)
+def test_malformed_headers_never_quote_a_value(headers, message):
+    with pytest.raises(ValueError, match=message) as error:
+        connect(headers=headers)
+    assert "s3cret" not in str(error.value) and "break" not in str(error.value)
+
+
+def test_malformed_environment_headers_are_named(monkeypatch):
+    monkeypatch.setenv("YOLO_TRITON_HEADERS", "a=1,oops")
+    with pytest.raises(ValueError, match="YOLO_TRITON_HEADERS: a header is NAME=VALUE"):
+        connect()
+
+
+def test_inference_key_server_flags():
+    assert inference_key_args("Triton-Inference-Key=a=b:c") == (
+        "--http-restricted-api=inference:triton-inference-key=a=b:c",
+        "--grpc-restricted-protocol=inference:triton-inference-key=a=b:c",
+    )
+    with pytest.raises(ValueError, match="must not be empty"):
+        inference_key_args("triton-inference-key=")

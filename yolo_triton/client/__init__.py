@@ -3,6 +3,7 @@
 evaluator (yolo_triton/client/evaluate.py)."""
 
 from yolo_triton.client.async_detector import (
+    AccessDenied,
     AsyncDetector,
     ClientError,
     Detection,
@@ -15,6 +16,7 @@ from yolo_triton.client.connection import Connection, connect
 from yolo_triton.client.detector import Detector, detect
 
 __all__ = [
+    "AccessDenied",
     "AsyncDetector",
     "ClientError",
     "Connection",

@@ -7,9 +7,9 @@ encoded images to an ensemble (tritonclient's asyncio clients, HTTP or gRPC). Th
 
 Images travel as their encoded bytes (the server decodes them), several per request, with several
 requests in flight. An image the server refuses gets the server's message in its own result
-(`result.error`); the other images still get their detections. An unreachable server or an
-unknown model raises `ServerUnavailable` / `UnknownModel` at once. The server's address, TLS:
-yolo_triton/client/connection.py.
+(`result.error`); the other images still get their detections. An unreachable server, an
+unknown model or a missing or wrong key header raises `ServerUnavailable` / `UnknownModel` /
+`AccessDenied` at once. The server's address, TLS and headers: yolo_triton/client/connection.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import asyncio
 import glob
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from yolo_triton.client.connection import (  # noqa: F401 (DEFAULT_URLS: the defaults' home before connection.py)
     DEFAULT_URLS,
+    HEADERS_ENV,
     Connection,
     connect,
     tritonclient_module,
@@ -57,6 +58,10 @@ class ServerUnavailable(ClientError):
 
 class UnknownModel(ClientError):
     pass
+
+
+class AccessDenied(ClientError):
+    """The server wants a header (Triton's restricted APIs) that the request lacks or got wrong."""
 
 
 @dataclass(frozen=True)
@@ -163,11 +168,26 @@ def parse_result(result, names: tuple[str, ...] = ()) -> list[tuple[Detection, .
     ]
 
 
+def access_denied(error: Exception, url: str) -> AccessDenied | None:
+    """AccessDenied when Triton refused the request for a missing or wrong header."""
+    message = error.message() if callable(getattr(error, "message", None)) else str(error)  # tritonclient's
+    if "is restricted, expecting header" not in str(message):  # both protocols' words, Triton 2.51
+        return None
+    return AccessDenied(
+        f"the Triton server at {url} refused the request: {message} (missing or wrong: send it with "
+        f"headers=, --header NAME=VALUE or {HEADERS_ENV})"
+    )
+
+
 def refusal(error: Exception, model: str, url: str) -> str:
     """The message of a request the server refused for its content. Raises for everything else
-    (server down, unknown model): those fail every image alike, so the caller must hear of them."""
+    (server down, unknown model, no access): those fail every image alike, so the caller must hear
+    of them."""
     status = str(error.status()) if hasattr(error, "status") else ""
     message = error.message() if hasattr(error, "message") else str(error)
+    denied = access_denied(error, url)
+    if denied:
+        raise denied from error
     if "unknown model" in message:
         raise UnknownModel(f"model {model!r} is not served at {url}") from error
     if status in ("400", "StatusCode.INVALID_ARGUMENT"):
@@ -180,7 +200,8 @@ class AsyncDetector:
 
     `url`: host:port, a URL whose scheme says the protocol and TLS (grpcs://, https://), or a
     Connection; `protocol`: grpc or http (default: the URL's, else grpc); `root_certificates`: a PEM
-    file that verifies the server's TLS certificate (yolo_triton/client/connection.py)."""
+    file that verifies the server's TLS certificate; `headers`: sent with every request (a mapping
+    or NAME=VALUE strings), over those of YOLO_TRITON_HEADERS (yolo_triton/client/connection.py)."""
 
     def __init__(
         self,
@@ -191,8 +212,9 @@ class AsyncDetector:
         concurrency: int = DEFAULT_CONCURRENCY,
         *,
         root_certificates: str | os.PathLike | None = None,
+        headers: Mapping[str, str] | Iterable[str] | None = None,
     ):
-        self.connection = connect(url, protocol, root_certificates)
+        self.connection = connect(url, protocol, root_certificates, headers)
         self.model, self.protocol, self.url = model, self.connection.protocol, self.connection.url
         self.batch_size, self.concurrency = max(1, batch_size), max(1, concurrency)
         self._module = tritonclient_module(self.protocol, aio=True)
@@ -208,14 +230,20 @@ class AsyncDetector:
             try:
                 live = await self._client.is_server_live()
             except Exception as e:  # each protocol has its own connection errors
-                raise ServerUnavailable(
+                raise access_denied(e, self.url) or ServerUnavailable(
                     f"no Triton server at {self.url} ({self.protocol}): {e}{self._tls_hint(e)}"
                 ) from e
             if not live:
                 raise ServerUnavailable(f"the Triton server at {self.url} is not live")
-            if not await self._client.is_model_ready(self.model):
-                raise UnknownModel(f"model {self.model!r} is not served at {self.url}{await self._served()}")
-            config = await self._json(self._client.get_model_config, self.model)
+            try:
+                if not await self._client.is_model_ready(self.model):
+                    raise UnknownModel(f"model {self.model!r} is not served at {self.url}{await self._served()}")
+                config = await self._json(self._client.get_model_config, self.model)
+            except self._module.InferenceServerException as e:
+                denied = access_denied(e, self.url)
+                if denied:
+                    raise denied from e
+                raise
         except BaseException:
             await self.close()
             raise
@@ -224,8 +252,13 @@ class AsyncDetector:
         return self
 
     async def _served(self) -> str:
-        """'; served: ...' (the ready ensembles)."""
-        index = await self._json(self._client.get_model_repository_index)
+        """'; served: ...' (the ready ensembles), or nothing where the repository API is restricted."""
+        try:
+            index = await self._json(self._client.get_model_repository_index)
+        except self._module.InferenceServerException as e:
+            if access_denied(e, self.url):  # the Helm chart keeps it for its admin key
+                return ""
+            raise
         models = index.get("models", []) if isinstance(index, dict) else index  # gRPC / HTTP
         served = sorted(m["name"] for m in models if m.get("state") == "READY" and is_ensemble(m["name"]))
         return f"; served: {', '.join(served)}"

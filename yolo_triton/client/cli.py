@@ -7,8 +7,8 @@ the HTTP gateway.
     yolo-triton gateway --port 8080
     yolo-triton detect bus.jpg --url grpcs://triton.example.com --root-certificates ca.pem
 
-TLS: a grpcs:// or https:// --url, --root-certificates for a private CA
-(yolo_triton/client/connection.py).
+TLS: a grpcs:// or https:// --url (--root-certificates for a private CA); headers for every
+request: --header NAME=VALUE or YOLO_TRITON_HEADERS (yolo_triton/client/connection.py).
 
 `detect` writes one JSON line (or CSV rows) per image, in the order given; an image the server
 refuses gets its error there and on stderr, and the exit status is then 1. It exits with 2 when
@@ -31,7 +31,7 @@ from yolo_triton.client.async_detector import (
     ClientError,
     ImageResult,
 )
-from yolo_triton.client.connection import DEFAULT_URLS, Connection, connect
+from yolo_triton.client.connection import DEFAULT_URLS, HEADERS_ENV, Connection, connect
 from yolo_triton.client.detector import Detector
 
 CSV_COLUMNS = ("image", "class_id", "class_name", "score", "x1", "y1", "x2", "y2", "error")
@@ -50,11 +50,18 @@ def _server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--root-certificates", type=Path, metavar="PEM", help="CA certificates that verify the server's TLS certificate"
     )
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"sent with every request (repeatable; also {HEADERS_ENV}=NAME=VALUE,..., better for secrets)",
+    )
 
 
 def _connection(args) -> Connection:
     try:
-        return connect(args.url, args.protocol, args.root_certificates)
+        return connect(args.url, args.protocol, args.root_certificates, args.header)
     except ValueError as e:
         raise ClientError(str(e)) from None
 

@@ -12,7 +12,7 @@ import asyncio
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from yolo_triton.client.async_detector import (
     DEFAULT_BATCH_SIZE,
@@ -38,9 +38,10 @@ class Detector:
         concurrency: int = DEFAULT_CONCURRENCY,
         *,
         root_certificates: str | os.PathLike | None = None,
+        headers: Mapping[str, str] | Iterable[str] | None = None,
     ):
         async_detector = AsyncDetector(
-            model, url, protocol, batch_size, concurrency, root_certificates=root_certificates
+            model, url, protocol, batch_size, concurrency, root_certificates=root_certificates, headers=headers
         )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="yolo-triton-client", daemon=True)
@@ -105,7 +106,10 @@ def detect(
     concurrency: int = DEFAULT_CONCURRENCY,
     *,
     root_certificates: str | os.PathLike | None = None,
+    headers: Mapping[str, str] | Iterable[str] | None = None,
 ) -> list[ImageResult]:
     """Detections for each image (paths, folders, globs or encoded bytes), in the order given."""
-    with Detector(model, url, protocol, batch_size, concurrency, root_certificates=root_certificates) as detector:
+    with Detector(
+        model, url, protocol, batch_size, concurrency, root_certificates=root_certificates, headers=headers
+    ) as detector:
         return detector.detect(sources)

@@ -7,20 +7,21 @@ server; OpenAPI schema at /openapi.json, docs at /docs.
     curl -F file=@bus.jpg http://127.0.0.1:8080/predict/yolov11_nano
 
 Errors: 400 with the server's message for an image it refuses, 404 for a model it does not
-serve, 413 for an upload over the server's size limit, 503 when Triton cannot be reached
-(with TLS: the gateway's --url grpcs://..., --root-certificates).
+serve, 413 for an upload over the server's size limit, 503 when Triton cannot be reached or
+refuses the gateway (TLS or a header it wants: the gateway's own --url, --header).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterable, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, File, HTTPException, UploadFile
 from pydantic import BaseModel, Field
 
-from yolo_triton.client.async_detector import AsyncDetector, ServerUnavailable, UnknownModel
+from yolo_triton.client.async_detector import AccessDenied, AsyncDetector, ServerUnavailable, UnknownModel
 from yolo_triton.client.connection import Connection, connect
 from yolo_triton.contract import MAX_IMAGE_BYTES
 
@@ -48,9 +49,10 @@ def create_app(
     url: str | Connection | None = None,
     protocol: str | None = None,
     root_certificates: str | os.PathLike | None = None,
+    headers: Mapping[str, str] | Iterable[str] | None = None,
 ) -> FastAPI:
     """The app, reaching Triton as AsyncDetector does with these arguments."""
-    connection = connect(url, protocol, root_certificates)
+    connection = connect(url, protocol, root_certificates, headers)
     detectors: dict[str, AsyncDetector] = {}
     opening = asyncio.Lock()
 
@@ -85,7 +87,7 @@ def create_app(
             result = (await (await detector_for(model)).detect([data]))[0]
         except UnknownModel as e:
             raise HTTPException(404, str(e)) from e
-        except ServerUnavailable as e:
+        except (ServerUnavailable, AccessDenied) as e:  # AccessDenied: the gateway's own header is missing or wrong
             raise HTTPException(503, str(e)) from e
         if not result.ok:
             raise HTTPException(400, result.error)
