@@ -16,14 +16,17 @@ process: the Python backend's own errors for it (python_backend r24.10: "Stub pr
 not healthy", "Failed to obtain the health mutex"), or an ensemble that answers no request at all
 during the check (a dead stub under load: its queue stays full of requests that will fail).
 
-    python -m yolo_triton.canary [--url 127.0.0.1:8000] [--timeout S] [--attempts N] [--kill-server PID]
+    python -m yolo_triton.canary [--url 127.0.0.1:8000] [--timeout S] [--attempts N] [--header NAME=VALUE]
+                                 [--kill-server PID]
         exit 0: every ensemble answered or is busy; 1: names the dead ones, or the server is not
         ready (loading, stopping: a startup probe's business) and is never stopped for that; with
         --kill-server, PID gets a SIGTERM when the server says it is ready but an ensemble is dead.
         Ensembles are checked at once, each within (attempts + 1) x timeout seconds and 1 s between tries.
 
-It needs only the standard library, Pillow and numpy (as in the Triton image). With the chart's
-restricted repository API, the admin key comes from TRITON_ADMIN_KEY (header TRITON_ADMIN_HEADER).
+It needs only the standard library, Pillow and numpy (as in the Triton image). Every request carries
+the headers of --header and YOLO_TRITON_HEADERS (NAME=VALUE, as for the client: the inference key
+where the server restricts inference) and, with the chart's restricted repository API, the admin
+key of TRITON_ADMIN_KEY (header TRITON_ADMIN_HEADER).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from yolo_triton.client.connection import environment_headers, parse_headers
 from yolo_triton.contract import IMAGE_INPUT, is_ensemble
 
 # The Python backend's errors for a stub that exited or hangs while holding its health lock; they
@@ -58,18 +62,32 @@ def tiny_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def _request(url: str, body: bytes | None, headers: dict, timeout: float) -> tuple[int, bytes]:
-    """(status, body) of a GET (body None) or POST; TimeoutError when no answer came in time."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="GET" if body is None else "POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except urllib.error.URLError as e:  # a connect that timed out comes wrapped
-        if isinstance(e.reason, TimeoutError):
-            raise e.reason from None
-        raise
+@dataclass(frozen=True)
+class Server:
+    """Triton's HTTP endpoint, and the headers every request carries: the inference key where the
+    server restricts inference (--header, YOLO_TRITON_HEADERS), the admin key (TRITON_ADMIN_KEY)."""
+
+    base: str
+    headers: dict
+    timeout: float
+
+    def request(self, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+        """(status, body) of a GET (body None) or POST; TimeoutError when no answer came in time."""
+        request = urllib.request.Request(
+            self.base + path,
+            data=body,
+            headers={**self.headers, **(headers or {})},
+            method="GET" if body is None else "POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except urllib.error.URLError as e:  # a connect that timed out comes wrapped
+            if isinstance(e.reason, TimeoutError):
+                raise e.reason from None
+            raise
 
 
 def admin_headers() -> dict[str, str]:
@@ -77,14 +95,14 @@ def admin_headers() -> dict[str, str]:
     return {os.environ.get("TRITON_ADMIN_HEADER", "triton-admin-key"): key} if key else {}
 
 
-def ensembles(base: str, timeout: float) -> list[str]:
-    status, body = _request(f"{base}/v2/repository/index", b"{}", admin_headers(), timeout)
+def ensembles(server: Server) -> list[str]:
+    status, body = server.request("/v2/repository/index", b"{}")
     if status != 200:
         raise RuntimeError(f"repository index: HTTP {status}: {body[:200]!r}")
     return sorted(m["name"] for m in json.loads(body) if m.get("state") == "READY" and is_ensemble(m["name"]))
 
 
-def infer(base: str, model: str, image: bytes, timeout: float) -> str | None:
+def infer(server: Server, model: str, image: bytes) -> str | None:
     """None when the model answers; else what went wrong. The image travels as a binary tensor
     (Triton's binary-data extension: JSON header, then 4-byte length + bytes)."""
     header = json.dumps(
@@ -101,21 +119,20 @@ def infer(base: str, model: str, image: bytes, timeout: float) -> str | None:
         }
     ).encode()
     try:
-        status, body = _request(
-            f"{base}/v2/models/{model}/infer",
+        status, body = server.request(
+            f"/v2/models/{model}/infer",
             header + struct.pack("<I", len(image)) + image,
             {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
-            timeout,
         )
     except TimeoutError:
-        return f"no answer in {timeout:g} s"
+        return f"no answer in {server.timeout:g} s"
     return None if status == 200 else f"HTTP {status}: {body[:300].decode(errors='replace')}"
 
 
-def answered(base: str, model: str, timeout: float) -> int | None:
+def answered(server: Server, model: str) -> int | None:
     """How many requests the model has answered successfully (Triton's statistics); None: unknown."""
     try:
-        status, body = _request(f"{base}/v2/models/{model}/stats", None, admin_headers(), timeout)
+        status, body = server.request(f"/v2/models/{model}/stats")
         if status == 200:
             return sum(s["inference_stats"]["success"]["count"] for s in json.loads(body)["model_stats"])
     except (OSError, ValueError, KeyError):
@@ -126,20 +143,20 @@ def answered(base: str, model: str, timeout: float) -> int | None:
 @dataclass(frozen=True)
 class Verdict:
     dead: bool
-    note: str = ""  # why, when the ensemble did not simply answer
+    note: str = ""  # what happened, when the ensemble did not simply answer
 
 
-def check(base: str, model: str, image: bytes, timeout: float, attempts: int) -> Verdict:
+def check(server: Server, model: str, image: bytes, attempts: int) -> Verdict:
     """One ensemble: answered, busy (alive) or dead. Refused by a full queue, timed out or failed
     otherwise, it is busy if it answers other requests meanwhile; a full queue that never drains is
     no proof of life: under load, clients keep a dead stub's queue full (the backend takes a second
     or two to fail each of its batches), so its refusals hide the stub's own error."""
-    before = answered(base, model, timeout)
+    before = answered(server, model)
 
     def busy(wait: float) -> bool:
         deadline = time.monotonic() + wait
         while True:
-            now = answered(base, model, timeout)
+            now = answered(server, model)
             if now is None or before is None or now > before:  # statistics unanswered: too busy to tell
                 return True
             if time.monotonic() >= deadline:
@@ -150,29 +167,31 @@ def check(base: str, model: str, image: bytes, timeout: float, attempts: int) ->
     for attempt in range(attempts):
         if attempt:
             time.sleep(RETRY_PAUSE_S)
-        error = infer(base, model, image, timeout)
+        error = infer(server, model, image)
         if error is None:
             return Verdict(False)
         if DEAD_PROCESS.search(error):
-            return Verdict(True, error)  # no retry brings a stub back
-        if busy(0 if attempt < attempts - 1 else timeout):
+            return Verdict(True, f"dead: {error}")  # no retry brings a stub back
+        if error.startswith("HTTP 403"):  # the server restricts inference to a key the canary lacks
+            return Verdict(True, f"refused (a key to send? --header, YOLO_TRITON_HEADERS): {error}")
+        if busy(0 if attempt < attempts - 1 else server.timeout):
             return Verdict(False, f"busy, answering other requests: {error}")
-    return Verdict(True, f"answered no request during the check: {error}")
+    return Verdict(True, f"dead: answered no request during the check: {error}")
 
 
-def ready(base: str, timeout: float) -> bool:
+def ready(server: Server) -> bool:
     """Whether the server says it is ready; TimeoutError when it does not answer in time."""
     try:
-        return _request(f"{base}/v2/health/ready", None, {}, timeout)[0] == 200
+        return server.request("/v2/health/ready")[0] == 200
     except TimeoutError:
         raise
     except OSError:  # refused: not listening (yet)
         return False
 
 
-def _ready_now(base: str, timeout: float) -> bool:
+def _ready_now(server: Server) -> bool:
     try:
-        return ready(base, timeout)
+        return ready(server)
     except TimeoutError:
         return False
 
@@ -190,13 +209,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kill-server", type=int, metavar="PID", help="SIGTERM this process when a ready server has a dead ensemble"
     )
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a header for every request, e.g. the inference key (repeatable; also YOLO_TRITON_HEADERS)",
+    )
     args = parser.parse_args(argv)
-    base, image = f"http://{args.url}", tiny_jpeg()
     try:
-        if not ready(base, args.timeout):
+        headers = {**environment_headers(), **parse_headers(args.header), **admin_headers()}
+    except ValueError as e:
+        parser.error(str(e))
+    server, image = Server(f"http://{args.url}", headers, args.timeout), tiny_jpeg()
+    try:
+        if not ready(server):
             print("canary: the server is not ready (loading or stopping)", file=sys.stderr)
             return 1
-        models = ensembles(base, args.timeout)
+        models = ensembles(server)
     except TimeoutError:
         print(f"canary: busy: the server did not answer in {args.timeout:g} s", file=sys.stderr)
         return 0
@@ -204,12 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"canary: {e}", file=sys.stderr)
         return 1
     with ThreadPoolExecutor(max(1, len(models))) as pool:
-        verdicts = dict(zip(models, pool.map(lambda m: check(base, m, image, args.timeout, args.attempts), models)))
+        verdicts = dict(zip(models, pool.map(lambda m: check(server, m, image, args.attempts), models)))
     for model, verdict in verdicts.items():
         if verdict.note:
-            print(f"canary: {model}: {'dead: ' if verdict.dead else ''}{verdict.note}", file=sys.stderr)
+            print(f"canary: {model}: {verdict.note}", file=sys.stderr)
     dead = [m for m, v in verdicts.items() if v.dead]
-    if dead and args.kill_server and _ready_now(base, args.timeout):
+    if dead and args.kill_server and _ready_now(server):
         print(f"canary: the server says it is ready but cannot serve: SIGTERM to {args.kill_server}", file=sys.stderr)
         os.kill(args.kill_server, signal.SIGTERM)
     return 1 if dead else 0

@@ -19,6 +19,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -258,3 +259,25 @@ def test_command_and_gateway_send_the_key(keyed_server, photos, monkeypatch):
     with TestClient(create_app(keyed_server.http_url, "http")) as gateway:  # the gateway's own key is missing
         response = gateway.post(f"/predict/{MODEL}", files=upload)
         assert response.status_code == 503 and f"expecting header '{HEADER}'" in response.json()["detail"]
+
+
+def test_canary_sends_the_key(keyed_server):
+    """The liveness canary with the environment the Helm chart gives the Triton container
+    (inferenceKey: YOLO_TRITON_HEADERS; the admin key: TRITON_ADMIN_KEY) passes; without the
+    inference key its requests are refused and it fails, naming the header."""
+
+    def canary(**env):
+        base = {k: v for k, v in os.environ.items() if k != "YOLO_TRITON_HEADERS"}
+        return subprocess.run(
+            [sys.executable, "-m", "yolo_triton.canary", "--url", keyed_server.http_url, "--attempts", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**base, "TRITON_ADMIN_KEY": "admin", **env},
+        )
+
+    keyed = canary(YOLO_TRITON_HEADERS=f"{HEADER}={KEY}")
+    assert keyed.returncode == 0 and keyed.stderr == "", keyed.stderr
+    refused = canary()
+    assert refused.returncode == 1 and f"canary: {MODEL}: refused (a key to send?" in refused.stderr, refused.stderr
+    assert f"expecting header '{HEADER}'" in refused.stderr and KEY not in refused.stderr

@@ -2,6 +2,7 @@
 train, Dockerfiles that build from it, and a compose file that `docker-compose config` accepts and
 that carries the GPU reservation, memory pool, shm, healthcheck and ports the ensemble needs."""
 
+import importlib.metadata
 import re
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import subprocess
 import pytest
 import yaml
 from conftest import pyproject, release_settings
+from only_distributions import command
 
 from yolo_triton.contract import LETTERBOX_PARAMS, VARIANTS, letterboxed_images
 from yolo_triton.repository import ROOT
@@ -166,6 +168,28 @@ def test_compose_serves_a_models_file_in_the_weights_folder(tmp_path):
     assert run() == f"file= dir={tmp_path}"
     (tmp_path / "models.yaml").write_text("ppe: {weights: best.pt}\n")
     assert run() == f"file={tmp_path}/models.yaml dir="
+
+
+def test_canary_imports_in_the_triton_image():
+    """The healthcheck and liveness probe run the canary in the Triton image, which has this package
+    without its dependencies (no tritonclient) and docker/requirements-triton.txt's pins: it imports
+    with those alone (those installed here; CuPy and nvImageCodec are the GPU's)."""
+    installed = [f"{n}=={v}" for n, v in _pins(ROOT / "docker" / "requirements-triton.txt").items() if _installed(n)]
+    run = subprocess.run(
+        command(installed, "import", "yolo_triton.canary"),
+        cwd=ROOT / "tests",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
+def _installed(name: str) -> bool:
+    try:
+        return bool(importlib.metadata.version(name))
+    except importlib.metadata.PackageNotFoundError:
+        return False
 
 
 def test_engine_image_has_what_the_repository_writer_imports():

@@ -51,6 +51,7 @@ PROFILES = {
         "modelRepository.source=pvc,modelRepository.pvc.claimName=models,modelRepository.pvc.subPath=repository,"
         "autoscaling.enabled=false,replicaCount=3",
     ],
+    "inference-key": ["--set", "inferenceKey.secretName=yolo-inference-key,ingress.http.enabled=true"],
     "overrides": [
         "--set",
         "nameOverride=detector,fullnameOverride=vision,runtimeClassName=nvidia,engineImage.pullPolicy=Always,"
@@ -431,6 +432,34 @@ def test_packaged_chart_keeps_its_readme(tmp_path):
         for key in rest if first in values else ():  # a value's full path
             assert isinstance(node, dict) and key in node, f"README.md names {name}, which values.yaml lacks"
             node = node[key]
+
+
+def test_inference_key(tmp_path):
+    """inferenceKey: Triton restricts the `inference` API group (both protocols) to the header whose
+    value is the Secret's key, and the container's YOLO_TRITON_HEADERS carries it for the liveness
+    canary (test_secure_connection.py runs the canary with it against a real keyed server); the
+    notes say how to send it, and warn when an ingress is on without one."""
+    triton = _triton(render("inference-key"))
+    restricted = "inference:inference-key=$(TRITON_INFERENCE_KEY)"
+    assert f"--http-restricted-api={restricted}" in triton["args"]
+    assert f"--grpc-restricted-protocol={restricted}" in triton["args"]
+    names = [e["name"] for e in triton["env"]]
+    key = triton["env"][names.index("TRITON_INFERENCE_KEY")]
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "yolo-inference-key", "key": "inference-key"}
+    # Kubernetes expands $(VAR) only from variables defined before it
+    headers = triton["env"][names.index("YOLO_TRITON_HEADERS")]
+    assert names.index("TRITON_INFERENCE_KEY") < names.index("YOLO_TRITON_HEADERS")
+    assert headers["value"] == "inference-key=$(TRITON_INFERENCE_KEY)" and "exec" in triton["livenessProbe"]
+    assert "inference:" not in json.dumps(_triton(render("default"))) and "YOLO_TRITON_HEADERS" not in json.dumps(
+        render("default")
+    )
+    said = notes(tmp_path, "inference-key")
+    assert "WARNING" not in said and "--header inference-key=$(kubectl" in said
+    assert "WARNING: the ingress publishes inference without a key" in notes(tmp_path, "everything")
+    assert "without a key" not in notes(tmp_path, "default")  # no ingress
+    bad = ["--set", "inferenceKey.secretName=k,inferenceKey.header=Inference_Key"]
+    out = subprocess.run([str(HELM), "template", "yolo", str(CHART), *bad], capture_output=True, text=True)
+    assert out.returncode != 0 and "inferenceKey.header must be a lowercase header name" in out.stderr
 
 
 def test_chart_pins_the_version_and_release_of_env():
