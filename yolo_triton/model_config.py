@@ -142,7 +142,7 @@ def detector_config(
         v.preferred_batch_sizes,
         kind=t.device.instance_kind,
         parameters=t.parameters(v, precision or t.precision) if t.parameters else None,
-        instances=t.device.detector_instances,
+        instances=t.instances,
         queue_delay_us=t.device.queue_delay_us,
         min_queue=t.device.min_queue,
         extra=model_config_pb2.ModelConfig(optimization=t.optimization, model_warmup=warmup(v) if t.warmup else ()),

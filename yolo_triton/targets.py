@@ -19,7 +19,13 @@ QUEUE_DELAY_US = 2000  # how long a request may wait for others to batch with
 
 # GPU targets, from perf_analyzer runs on an H100 (benchmarks/RESULTS.md, "GPU serving settings"):
 GPU_PREPROCESS_INSTANCES = 4  # preprocess alone at 256 in flight: 1,282 images/s with 2, 2,069 with 4
-GPU_DETECTOR_INSTANCES = 1  # detector alone at 128-256 in flight: 1,085-1,107 images/s with 1, 856-883 with 2 (one GPU)
+GPU_DETECTOR_INSTANCES = (
+    1  # onnxruntime-gpu alone at 128-256 in flight: 1,085-1,107 images/s with 1, 856-883 with 2 (one GPU)
+)
+# pytorch-gpu: two instances overlap one's per-request work in Python with the other's CUDA graphs; the
+# ensemble at 256 / 512 in flight on an H100, preprocess x4: 1,389 / 1,410 images/s with one detector
+# instance, 1,767 / 1,803 with two (benchmarks/results/h100/run12_tuning.json)
+PYTORCH_DETECTOR_INSTANCES = 2
 GPU_PREFER_NHWC = "0"  # ONNX Runtime's NHWC convolutions, FP16 graph at batch 128: 1,442 images/s, NCHW 1,804
 # On the CPU two instances each (benchmarks/RESULTS.md, "Tail latency at low load"): with one, a
 # request arriving while it finishes the previous one waits up to Triton 2.51's dynamic batcher's
@@ -111,6 +117,11 @@ class Target:
     )
     optimization: model_config_pb2.ModelOptimizationPolicy | None = None  # the detector config's, if any
     warmup: bool = False  # the detector is warmed at load at batch 1 and the max batch (model_config.warmup)
+    detector_instances: int | None = None  # of the detector, where not the device's
+
+    @property
+    def instances(self) -> int:
+        return self.detector_instances or self.device.detector_instances
 
     @property
     def on_gpu(self) -> bool:
@@ -184,6 +195,7 @@ TARGETS: dict[str, Target] = {
             source="pytorch_detector.py",
             artifact="model.pt",
             parameters=pytorch_gpu_parameters,
+            detector_instances=PYTORCH_DETECTOR_INSTANCES,
         ),
         Target(
             "tensorrt",

@@ -196,8 +196,9 @@ def test_gpu_python_detector_config(name, target):
     assert sizes[0] == 1 and sizes[-1] == v.max_batch_size and sizes == sorted(set(sizes))
     assert all(b <= 2 * a for a, b in zip(sizes, sizes[1:]))  # at most half of a padded batch is padding
     assert [(g.kind, g.count) for g in config.instance_group] == [
-        (model_config_pb2.ModelInstanceGroup.KIND_GPU, GPU_DETECTOR_INSTANCES)
+        (model_config_pb2.ModelInstanceGroup.KIND_GPU, TARGETS[target].instances)
     ]
+    assert TARGETS[target].instances == (GPU_DETECTOR_INSTANCES if target == "onnxruntime-gpu" else 2)
     if target == "onnxruntime-gpu":
         assert parameters["prefer_nhwc"] == GPU_PREFER_NHWC
     else:
