@@ -438,12 +438,13 @@ def runtimes(photos: list[Path], out_dir: Path) -> dict:
     jpegs, _ = _inputs(photos)
     report = {}
     for runtime in os.environ.get("RUNTIMES", ",".join(GPU_TARGETS)).split(","):
-        row = {"fp16": ensemble_accuracy(photos, out_dir, _repository(runtime, "fp16"))}
+        repository = {p: REPOSITORY[p] if runtime == RUNTIME else _repository(runtime, p) for p in ("fp16", "fp32")}
+        row = {"fp16": ensemble_accuracy(photos, out_dir, repository["fp16"])}
         print(runtime, "fp16", row["fp16"]["match"], flush=True)
         if runtime == GPU_TARGETS[0]:
-            row["fp32"] = ensemble_accuracy(photos, out_dir, _repository(runtime, "fp32"))
+            row["fp32"] = ensemble_accuracy(photos, out_dir, repository["fp32"])
             print(runtime, "fp32", row["fp32"]["match"], flush=True)
-        with served(out_dir, _repository(runtime, "fp16")) as url:
+        with served(out_dir, repository["fp16"]) as url:
             for c in ENSEMBLE_LEVELS:
                 row[str(c)], row["command"] = _perf(url, model, jpegs, c, ["image:1"], out_dir)
                 print(runtime, c, {k: v for k, v in row[str(c)].items() if k != "triton_statistics"}, flush=True)

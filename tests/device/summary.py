@@ -1,9 +1,11 @@
-"""Here: benchmarks/results/h100/summary.json from the device runs' gpu_checks.json files.
+"""Here: benchmarks/results/<gpu>/summary.json from a device run's gpu_checks.json (its runtimes step).
 
-    python3 tests/device/summary.py benchmarks/results/h100/run3_final.json [FP32_RUN.json]
+    python3 tests/device/summary.py benchmarks/results/h100/run13_final.json [OTHER_RUNTIMES_RUN.json]
 
-All figures of the summary come from the first file (one run, one machine); the second adds the FP32
-graph's accuracy, measured with the same code in an earlier run.
+Every figure of the summary comes from the first file (one run, one machine, one date); the second
+adds the other GPU runtime's ensemble (onnxruntime-gpu), measured with the same code in another run
+on the same machine kind, beside it and not in any ratio. What the run did not measure is null and
+named in `not_measured`.
 """
 
 import json
@@ -11,63 +13,94 @@ import sys
 from pathlib import Path
 
 
-def best(rows, path):
-    found = [r for r in rows if r["path"] == path and "images_per_s" in r]
-    return max(found, key=lambda r: r["images_per_s"])
+def _levels(row: dict) -> dict:
+    levels = sorted((k for k in row if k.isdigit()), key=int)
+    return {
+        c: {
+            "img_s": row[c].get("images_per_s"),
+            "p50_ms": row[c].get("p50_ms"),
+            "p99_ms": row[c].get("p99_ms"),
+            "errors": row[c].get("errors", "failed"),
+        }
+        for c in levels
+    }
+
+
+def _match(result: dict) -> dict:
+    return {
+        "reference": result["reference"],
+        "reference_from": result.get("reference_from", "cpu fp32"),
+        "matched": result["matched"],
+        "extra": result["extra"],
+    }
 
 
 def main():
     run = json.loads(Path(sys.argv[1]).read_text())
-    rows = run["bench"]["rows"]
-    ensemble = best(rows, "ensemble")
-    preprocess = best(rows, "stage: preprocess (GPU)")
-    detector = best(rows, "stage: detector (ONNX Runtime GPU, input in CUDA shared memory)")
-    c1 = next(r for r in rows if r["path"] == "ensemble" and r["concurrency"] == 1)
-    ultralytics = max(run["ultralytics"]["batch_1_images_per_s"], run["ultralytics"]["batch_32_images_per_s"])
-    classical = best(run["classical"]["rows"], "classical (client)")
-    ensemble_same_client = best(run["classical"]["rows"], "ensemble (client)")
-    match, soak = run["ensemble"]["fp16"], run["soak"]
-    slower_stage = min(preprocess["images_per_s"], detector["images_per_s"])
+    runtime, row = next(iter(run["runtimes"].items()))
+    by_concurrency = _levels(row)
+    best_level = max(by_concurrency, key=lambda c: by_concurrency[c]["img_s"] or 0)
+    ensemble = by_concurrency[best_level]["img_s"]
+    loop = {k: v for k, v in run["ultralytics"].items() if k.endswith("_images_per_s")}
+    ultralytics = max(loop.values())
+    bare = run["network"]["rows"]["64"]["network_cuda_graph_img_s"]
+    soak = run.get("soak")
     summary = {
         "date": run["date"],
         "gpu": run["gpu"].split(",")[0],
+        "runtime": runtime,
         "precision": "fp16",
-        "ensemble_img_s": ensemble["images_per_s"],
-        "ensemble_concurrency": ensemble["concurrency"],
-        "ensemble_p50_ms_c1": c1["p50_ms"],
-        "preprocess_alone_img_s": preprocess["images_per_s"],
-        "detector_alone_img_s": detector["images_per_s"],
-        "detector_alone_how": "perf_analyzer --shared-memory=cuda: each request's images and letterbox in CUDA shared "
-        "memory, so the detector receives GPU tensors as it does from preprocess",
+        "settings": {
+            "preprocess_instances": int(run["settings"].split(",")[0]),
+            "detector_instances": int(run["settings"].split(",")[1]),
+            "max_queue_delay_us": 0,
+        },
+        "ensemble_img_s": ensemble,
+        "ensemble_concurrency": int(best_level),
+        "ensemble_p50_ms_c1": by_concurrency["1"]["p50_ms"],
+        "ensemble_p99_ms_c1": by_concurrency["1"]["p99_ms"],
+        "ensemble_by_concurrency": by_concurrency,
+        "bare_network_img_s": bare,
+        "bare_network_how": "yolo11n's network alone in PyTorch, FP16, channels_last, one CUDA graph for batch 64, "
+        "input already in GPU memory, graph replays timed (tests/device/gpu_checks.py, step network)",
+        "network_by_batch": run["network"]["rows"],
         "ultralytics_img_s": ultralytics,
         "ultralytics": run["ultralytics"],
-        "classical_img_s": classical["images_per_s"],
-        "ensemble_same_load_generator_img_s": ensemble_same_client["images_per_s"],
-        "match": {"reference": match["reference"], "matched": match["matched"], "extra": match["extra"]},
-        "soak": {
+        "match": _match(row["fp16"]),
+        "match_fp32": _match(row["fp32"]) if "fp32" in row else None,
+        "soak": None
+        if not soak
+        else {
             "requests": soak["requests"],
             "wrong": len(soak["wrong"]),
             "gpu_memory_growth_pct": round(soak["growth_percent"]["gpu"], 2),
             "server_rss_growth_pct": round(soak["growth_percent"]["server_rss"], 2),
-            "stubs_rss_growth_pct": round(soak["growth_percent"]["stubs_rss"], 2),
         },
-        "settings": {"preprocess_instances": 4, "detector_instances": 1, "prefer_nhwc": 0, "max_queue_delay_us": 0},
         "ratios": {
-            "ensemble_over_ultralytics": round(ensemble["images_per_s"] / ultralytics, 2),
-            "ensemble_over_slower_stage": round(ensemble["images_per_s"] / slower_stage, 3),
-            "ensemble_over_classical": round(ensemble["images_per_s"] / classical["images_per_s"], 2),
-            "ensemble_over_classical_same_load_generator": round(
-                ensemble_same_client["images_per_s"] / classical["images_per_s"], 2
-            ),
+            "ensemble_over_ultralytics": round(ensemble / ultralytics, 2),
+            "ensemble_over_bare_network": round(ensemble / bare, 3),
         },
-        "commands": run["bench"]["commands"],
+        "not_measured": [
+            name
+            for name, present in (
+                ("soak", soak),
+                ("decoders (no hardware JPEG decoder)", run.get("decoders")),
+                ("stages alone (preprocess, detector)", run.get("bench")),
+            )
+            if not present
+        ],
+        "commands": {"run": run["command"], "perf_analyzer": row["command"]},
     }
     if len(sys.argv) > 2:
-        fp32 = json.loads(Path(sys.argv[2]).read_text())["ensemble"]["fp32"]
-        summary["match_fp32"] = {"reference": fp32["reference"], "matched": fp32["matched"], "extra": fp32["extra"]}
+        other = json.loads(Path(sys.argv[2]).read_text())
+        summary["other_runtimes"] = {
+            name: {"date": other["date"], "ensemble_by_concurrency": _levels(r), "match": _match(r["fp16"])}
+            for name, r in other["runtimes"].items()
+            if name != runtime
+        }
     out = Path(sys.argv[1]).with_name("summary.json")
     out.write_text(json.dumps(summary, indent=1) + "\n")
-    print(json.dumps(summary, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("ultralytics", "network_by_batch")}, indent=1))
 
 
 if __name__ == "__main__":
