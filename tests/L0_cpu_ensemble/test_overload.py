@@ -38,6 +38,7 @@ def test_burst_beyond_capacity_is_rejected_cleanly_and_the_server_recovers(trito
     assert {e.message().split("] ")[-1] for e in rejected} == {"Exceeds maximum queue size"}, {
         e.message() for e in rejected
     }
+    assert {e.status() for e in rejected} == {"StatusCode.UNAVAILABLE"}  # retryable: docs/limits.md
     assert len(served) + len(rejected) == burst and served
     for i, result in served:  # each served request got the answer of its own image
         path = photos[i % len(photos)]

@@ -502,11 +502,12 @@ def test_limits_are_the_code():
     from yolo_triton import preprocessing
     from yolo_triton.client import async_detector
     from yolo_triton.model_config import QUEUE_BATCHES
+    from yolo_triton.targets import GPU_MIN_QUEUE
 
     text = TEXT[DOCS / "limits.md"]
     assert f"over the limit of {contract.MAX_IMAGE_BYTES}`" in text and contract.MAX_IMAGE_BYTES == 64 * 2**20
     assert f"over the limit of {preprocessing.MAX_IMAGE_PIXELS}: refused`" in text
-    assert f"at most {QUEUE_BATCHES} max-size batches" in text
+    assert f"at most {QUEUE_BATCHES} max-size batches" in text and f"at least {GPU_MIN_QUEUE:,} requests" in text
     # the messages of the preprocessing, and Triton's full-queue message, which the client retries on
     source = Path(preprocessing.__file__).read_text() + Path(async_detector.__file__).read_text()
     rows = [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| ") and "refused" in line]

@@ -14,6 +14,7 @@ the row; the other requests of the same batch are answered normally.
 
 import gc
 import json
+import warnings
 
 import cv2
 import numpy as np
@@ -56,6 +57,9 @@ class TritonPythonModel:
             self.impl = GpuPreprocessor(imgsz, device_id, tuple(decoders.split(",")) if decoders else None, self.rect)
             with self.impl.device:
                 self.stream = cupy.cuda.Stream(non_blocking=True)
+            # CuPy 13 deprecates toDlpack(), the bare capsule that execute() hands over without a
+            # stream synchronisation per response: no warning for it in the server's log
+            warnings.filterwarnings("ignore", "This function is deprecated")
         else:
             self.impl = CpuPreprocessor(imgsz, self.rect)
         # warm-up: kernel compile, decoder start, first OpenCV decode and resize
