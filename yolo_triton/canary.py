@@ -45,7 +45,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from yolo_triton.client.connection import environment_headers, parse_headers
+from yolo_triton.client.connection import add_header_option, environment_headers, parse_headers
 from yolo_triton.contract import IMAGE_INPUT, is_ensemble
 
 # The Python backend's errors for a stub that exited or hangs while holding its health lock; they
@@ -209,13 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kill-server", type=int, metavar="PID", help="SIGTERM this process when a ready server has a dead ensemble"
     )
-    parser.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a header for every request, e.g. the inference key (repeatable; also YOLO_TRITON_HEADERS)",
-    )
+    add_header_option(parser, "a header for every request, e.g. the inference key")
     args = parser.parse_args(argv)
     try:
         headers = {**environment_headers(), **parse_headers(args.header), **admin_headers()}

@@ -31,7 +31,7 @@ from yolo_triton.client.async_detector import (
     ClientError,
     ImageResult,
 )
-from yolo_triton.client.connection import DEFAULT_URLS, HEADERS_ENV, Connection, connect
+from yolo_triton.client.connection import DEFAULT_URLS, Connection, add_header_option, connect
 from yolo_triton.client.detector import Detector
 
 CSV_COLUMNS = ("image", "class_id", "class_name", "score", "x1", "y1", "x2", "y2", "error")
@@ -50,13 +50,7 @@ def _server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--root-certificates", type=Path, metavar="PEM", help="CA certificates that verify the server's TLS certificate"
     )
-    parser.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help=f"sent with every request (repeatable; also {HEADERS_ENV}=NAME=VALUE,..., better for secrets)",
-    )
+    add_header_option(parser)
 
 
 def _connection(args) -> Connection:

@@ -33,6 +33,17 @@ GRPC_HEADER_PREFIX = "triton-grpc-protocol-"  # where Triton's gRPC restricted p
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # an HTTP token, lowercase (gRPC takes no other)
 
 
+def add_header_option(parser, help: str = "sent with every request") -> None:
+    """--header NAME=VALUE (repeatable) on an argparse parser: the yolo-triton commands and the canary."""
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"{help} (repeatable; also {HEADERS_ENV}=NAME=VALUE,..., better for secrets)",
+    )
+
+
 def tritonclient_module(protocol: str, aio: bool = False):
     """tritonclient's module of one protocol, blocking or asyncio."""
     if protocol not in DEFAULT_URLS:
