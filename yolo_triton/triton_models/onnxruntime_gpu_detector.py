@@ -4,7 +4,8 @@ where TensorRT's libraries are present, else CUDA's.
 
 - The `images` batch from `preprocess` stays in GPU memory: the config sets
   FORCE_CPU_ONLY_INPUT_TENSORS "no", each request's tensor is viewed by DLPack (CuPy) and copied
-  device to device into a buffer bound to the session (IO binding). No host copy of the images;
+  device to device into a buffer bound to the session (IO binding; a peer copy where preprocess
+  ran on another GPU of the host, as Triton may route an ensemble's steps). No host copy of the images;
   an `images` tensor that does come from host memory (a client calling the detector directly) is
   copied up once.
 - One ONNX Runtime call per execution, for all requests together. An ONNX Runtime CUDA session
@@ -113,8 +114,9 @@ class TritonPythonModel:
             options.log_severity_level = 3  # no per-node placement warnings in the server log
             self.new_session = lambda: ort.InferenceSession(path, options, providers=providers)
             self.runs = collections.OrderedDict()  # (batch size, height, width) -> _Run; (size, 0, 0) when not rect
-            for size in [] if self.rect else sizes:
-                self.runs[size, 0, 0] = self._new_run(size)
+            with self.stream:  # the buffers' zeroing and warm-up fill ordered before ONNX Runtime's run on it
+                for size in [] if self.rect else sizes:
+                    self.runs[size, 0, 0] = self._new_run(size)
         pb_utils.Logger.log_info(
             f"{config['name']}: ONNX Runtime {ort.__version__} {providers[0][0]} on GPU {self.device_id}, "
             f"one session per batch size {sizes}{' and input shape, made when first used' if self.rect else ''}"
@@ -150,12 +152,26 @@ class TritonPythonModel:
         run.session.run_with_iobinding(run.binding)
         self.stream.synchronize()
 
+    def _copy_in(self, target_ptr: int, source: cp.ndarray, nbytes: int):
+        """A GPU input into a bound buffer, on this instance's stream. Triton hands an input over on the
+        GPU it was made on, which on a host of several GPUs may be another than this instance's (an
+        ensemble's preprocess output on GPU 0, this detector on GPU 1): that one is a peer copy, which
+        names both devices (and needs no peer access enabled)."""
+        if source.data.device_id == self.device_id:
+            cp.cuda.runtime.memcpyAsync(
+                target_ptr, source.data.ptr, nbytes, cp.cuda.runtime.memcpyDeviceToDevice, self.stream.ptr
+            )
+        else:
+            cp.cuda.runtime.memcpyPeerAsync(
+                target_ptr, self.device_id, source.data.ptr, source.data.device_id, nbytes, self.stream.ptr
+            )
+
     def execute(self, requests):
         names = [i["name"] for i in self.config["input"]]
         tensors = [[pb_utils.get_input_tensor_by_name(r, name) for name in names] for r in requests]
         counts = [t[0].shape()[0] for t in tensors]
         images = tensors[0][names.index(IMAGES)] if IMAGES in names else None
-        with self.device:
+        with self.device, self.stream:  # a new run's buffers are zeroed on the stream the copies below use
             run = self._run_for(sum(counts), tuple(images.shape()[-2:]) if self.rect else None)
         with self.device, self.stream:
             for i, name in enumerate(names):
@@ -176,13 +192,7 @@ class TritonPythonModel:
                                 f"{name}: expected contiguous {target.dtype}, "
                                 f"got {source.dtype} strides {source.strides}"
                             )
-                        cp.cuda.runtime.memcpyAsync(
-                            target[start : start + count].data.ptr,
-                            source.data.ptr,
-                            count * row_bytes,
-                            cp.cuda.runtime.memcpyDeviceToDevice,
-                            self.stream.ptr,
-                        )
+                        self._copy_in(target[start : start + count].data.ptr, source, count * row_bytes)
                     start += count
             self._run(run)
         responses, start = [], 0

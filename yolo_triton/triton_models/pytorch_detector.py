@@ -6,7 +6,10 @@ on the GPU, with the meaning of the ONNX detector graph.
 - The `images` batch from `preprocess` stays in GPU memory: the config sets
   FORCE_CPU_ONLY_INPUT_TENSORS "no", each request's tensor is viewed by DLPack and copied device to
   device into the graph's input; a tensor from host memory (a client calling the detector directly)
-  is copied up. The letterbox rows come from host memory.
+  is copied up. On a host of several GPUs a tensor may come from preprocess on another GPU than this
+  instance's (Triton hands an input over where it was made): PyTorch's copy_ across devices copies
+  it, after the work queued on this instance's stream and before what follows there (events on both
+  devices' streams). The letterbox rows come from host memory.
 - One graph replay per execution, for all requests together, padded up to the next batch size of
   the config parameter `batch_sizes`. Config parameters: `precision` (fp16, fp32), `variant` (the
   variant's fields, JSON: thresholds, K, head kind).
