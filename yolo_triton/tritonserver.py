@@ -33,11 +33,12 @@ HOST = "127.0.0.1"  # the embedded server is for this machine only
 # docker-compose.yml and the Helm chart pass the same flags (tests check).
 PYTHON_BACKEND_CONFIG = ("python,shm-default-byte-size=67108864", "python,shm-growth-byte-size=67108864")
 
-# Triton's CUDA memory pool on GPU 0 (--cuda-memory-pool-byte-size=0:N): every preprocess -> detector
-# hand-off (1.2 MB an image) passes through it, both ways into the Python stubs. 512 MB ran out at
-# 128-256 requests in flight on an H100 ("failed to copy data: invalid argument"); 2 GiB holds 256 in
-# flight several times over; Triton's 64 MB default fits 50 images. docker compose reads the same
-# figure from .env (CUDA_MEMORY_POOL_BYTES), the Helm chart from gpu.cudaMemoryPoolBytes.
+# Triton's CUDA memory pool on each GPU (--cuda-memory-pool-byte-size=<gpu>:N): every preprocess ->
+# detector hand-off (1.2 MB an image) passes through the pool of the GPU that preprocess ran on, both
+# ways into the Python stubs. 512 MB ran out at 128-256 requests in flight on an H100 ("failed to copy
+# data: invalid argument"); 2 GiB holds 256 in flight several times over; Triton's 64 MB default fits
+# 50 images. docker compose reads the same figure from .env (CUDA_MEMORY_POOL_BYTES), the Helm chart
+# from gpu.cudaMemoryPoolBytes.
 CUDA_MEMORY_POOL_BYTES = 2 * 1024**3
 
 
@@ -219,10 +220,54 @@ class TritonServer:
         self.stop()
 
 
+_GPU_LINE = re.compile(r"^GPU (\d+): .*\(UUID: (GPU-[^)]+)\)", re.MULTILINE)
+_MIG_UUID = re.compile(r"\(UUID: (MIG-[^)]+)\)")
+
+
+def visible_gpu_count(env: dict[str, str] | None = None) -> int:
+    """How many GPUs CUDA, and so Triton, sees here (Triton numbers them 0 to n-1): the GPUs of
+    `nvidia-smi -L`, narrowed by CUDA_VISIBLE_DEVICES as CUDA reads it (indices or UUIDs, a UUID's
+    prefix too, up to the first entry that names no GPU; set but empty: none), which nvidia-smi itself
+    ignores. 0 where nvidia-smi is missing or fails."""
+    env = os.environ if env is None else env
+    command = shutil.which("nvidia-smi", path=env.get("PATH"))
+    if command is None:
+        return 0
+    try:
+        done = subprocess.run([command, "-L"], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    if done.returncode != 0:
+        return 0
+    gpus = _GPU_LINE.findall(done.stdout)  # (index, UUID)
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return len(gpus)
+    uuids = [uuid for _, uuid in gpus] + _MIG_UUID.findall(done.stdout)
+    seen: list[str] = []
+    for entry in (e.strip() for e in visible.split(",")):
+        if entry.isdigit():
+            named = [uuid for index, uuid in gpus if int(index) == int(entry)]
+        else:
+            named = [uuid for uuid in uuids if entry and uuid.startswith(entry)]
+        if len(named) != 1 or named[0] in seen:  # no such GPU (or an ambiguous or repeated one): the list ends
+            break
+        seen.append(named[0])
+    return len(seen)
+
+
+def cuda_memory_pool_args(byte_size: int = CUDA_MEMORY_POOL_BYTES, gpus: int | None = None) -> tuple[str, ...]:
+    """Triton's CUDA memory pool of byte_size on each of the `gpus` GPUs (default: those visible here,
+    GPU 0 at least): the pool of every GPU holds the hand-offs of the preprocess instances on it."""
+    count = max(visible_gpu_count() if gpus is None else gpus, 1)
+    return tuple(f"--cuda-memory-pool-byte-size={gpu}:{byte_size}" for gpu in range(count))
+
+
 def gpu_server_args() -> tuple[str, ...]:
-    """Flags for serving the GPU path: Triton's CUDA memory pool on GPU 0 (the preprocess -> detector
-    hand-offs live there), as docker compose and the Helm chart pass it (tests check)."""
-    return (f"--cuda-memory-pool-byte-size=0:{CUDA_MEMORY_POOL_BYTES}",)
+    """Flags for serving the GPU path: Triton's CUDA memory pool on every visible GPU (the preprocess ->
+    detector hand-offs live there), as docker compose passes it (the Helm chart's pods have one GPU
+    each: GPU 0's; tests check)."""
+    return cuda_memory_pool_args()
 
 
 INFERENCE_KEY_ENV = "YOLO_TRITON_INFERENCE_KEY"  # make serve: NAME=VALUE, the header inference needs
@@ -238,3 +283,23 @@ def inference_key_args(key: str) -> tuple[str, ...]:
     if not value:
         raise ValueError(f"header {name!r}: the key must not be empty")
     return (f"--http-restricted-api=inference:{name}={value}", f"--grpc-restricted-protocol=inference:{name}={value}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m yolo_triton.tritonserver [BYTES]: the pool flags for the GPUs visible here, on one line
+    (docker-compose.yml's triton service adds them to tritonserver's flags at start)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m yolo_triton.tritonserver",
+        description="Print Triton's CUDA memory pool flags, one per GPU visible here (nvidia-smi -L, "
+        "CUDA_VISIBLE_DEVICES), GPU 0's at least.",
+    )
+    parser.add_argument(
+        "byte_size", nargs="?", type=int, default=CUDA_MEMORY_POOL_BYTES, help="each pool's size (default: %(default)s)"
+    )
+    print(" ".join(cuda_memory_pool_args(parser.parse_args(argv).byte_size)))
+
+
+if __name__ == "__main__":
+    main()

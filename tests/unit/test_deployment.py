@@ -15,7 +15,13 @@ from only_distributions import command
 from yolo_triton.contract import LETTERBOX_PARAMS, VARIANTS, letterboxed_images
 from yolo_triton.repository import ROOT
 from yolo_triton.targets import TARGETS
-from yolo_triton.tritonserver import CUDA_MEMORY_POOL_BYTES, PYTHON_BACKEND_CONFIG, gpu_server_args
+from yolo_triton.tritonserver import (
+    CUDA_MEMORY_POOL_BYTES,
+    PYTHON_BACKEND_CONFIG,
+    cuda_memory_pool_args,
+    gpu_server_args,
+    visible_gpu_count,
+)
 
 ENV = release_settings()
 RELEASE = ENV["NGC_RELEASE"]
@@ -60,8 +66,64 @@ def test_memory_pool_fits_the_largest_handoff():
 def test_memory_pool_is_the_same_everywhere():
     """make serve (gpu_server_args), docker compose (.env) and the repository's README pass one size."""
     assert int(ENV["CUDA_MEMORY_POOL_BYTES"]) == CUDA_MEMORY_POOL_BYTES
-    (flag,) = gpu_server_args()
+    (flag,) = cuda_memory_pool_args(gpus=1)
     assert flag in (ROOT / "model_repository" / "README.md").read_text()
+
+
+# What `nvidia-smi -L` prints on a host of four NVIDIA H100 80GB HBM3 (the third with MIG on). These tests
+# put a fake nvidia-smi that prints it on PATH: no GPU here.
+SMI_LIST = """\
+GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0b6f3a52-0000-4000-8000-000000000000)
+GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-1c7e4b63-0000-4000-8000-000000000001)
+GPU 2: NVIDIA H100 80GB HBM3 (UUID: GPU-2d8f5c74-0000-4000-8000-000000000002)
+  MIG 3g.40gb     Device  0: (UUID: MIG-5a1b2c3d-0000-4000-8000-000000000003)
+GPU 3: NVIDIA H100 80GB HBM3 (UUID: GPU-3e906d85-0000-4000-8000-000000000003)
+"""
+
+
+@pytest.fixture
+def fake_smi(tmp_path, monkeypatch):
+    """A fake nvidia-smi (a stand-in: no GPU on these machines) first on PATH, printing SMI_LIST for -L;
+    yields PATH with it."""
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text(f"#!/bin/sh\n[ \"$1\" = -L ] || exit 9\ncat <<'EOF'\n{SMI_LIST}EOF\n")
+    smi.chmod(0o755)
+    path = f"{smi.parent}:{ROOT / '.venv' / 'bin'}:/usr/bin:/bin"
+    monkeypatch.setenv("PATH", path)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("visible", "count"),
+    [
+        (None, 4),  # unset: every GPU nvidia-smi lists
+        ("", 0),  # set but empty: none
+        ("1", 1),
+        ("3,0", 2),
+        ("0,1,7,2", 2),  # no GPU 7: the list ends there, as CUDA reads it
+        ("-1", 0),
+        ("0,0", 1),  # a GPU named twice counts once (and ends the list)
+        ("GPU-1c7e4b63,GPU-3e906d85-0000-4000-8000-000000000003", 2),  # UUIDs, a prefix too
+        ("MIG-5a1b2c3d-0000-4000-8000-000000000003", 1),
+        ("GPU-", 0),  # a prefix of several names none
+    ],
+)
+def test_visible_gpu_count(fake_smi, visible, count):
+    env = {"PATH": fake_smi} if visible is None else {"PATH": fake_smi, "CUDA_VISIBLE_DEVICES": visible}
+    assert visible_gpu_count(env) == count
+
+
+def test_make_serve_gives_every_gpu_a_memory_pool(fake_smi, monkeypatch):
+    """make serve (gpu_server_args): one pool flag per GPU Triton sees, numbered 0 to n-1 as Triton
+    numbers the visible GPUs; without nvidia-smi, GPU 0's alone."""
+    flags = [f"--cuda-memory-pool-byte-size={i}:{CUDA_MEMORY_POOL_BYTES}" for i in range(4)]
+    assert list(gpu_server_args()) == flags
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert list(gpu_server_args()) == flags[:2]
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert list(gpu_server_args()) == flags[:1]
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
@@ -109,9 +171,9 @@ def compose():
     return _compose_config()
 
 
-def _gpu(service):
+def _gpu(service, count=1):
     return service["deploy"]["resources"]["reservations"]["devices"] == [
-        {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+        {"driver": "nvidia", "count": count, "capabilities": ["gpu"]}
     ]
 
 
@@ -206,9 +268,9 @@ def test_engine_image_has_what_the_repository_writer_imports():
 
 def test_compose_triton_service(compose):
     triton = compose["services"]["triton"]
-    assert _gpu(triton) and triton["image"] == f"yolo-triton:{TAG}"
+    assert _gpu(triton, "all") and ENV["TRITON_GPUS"] == "all" and triton["image"] == f"yolo-triton:{TAG}"
+    assert _gpu(_compose_config(TRITON_GPUS="2")["services"]["triton"], "2")
     assert triton["depends_on"]["engine"]["condition"] == "service_completed_successfully"
-    assert f"--cuda-memory-pool-byte-size=0:{ENV['CUDA_MEMORY_POOL_BYTES']}" in triton["command"]
     assert "--model-control-mode=none" in triton["command"]
     assert all(f"--backend-config={c}" in triton["command"] for c in PYTHON_BACKEND_CONFIG)  # as the embedded server
     assert sorted(triton["ports"]) == [f"127.0.0.1:{p}:{p}/tcp" for p in (8000, 8001, 8002)]  # BIND_ADDRESS unset
@@ -218,6 +280,26 @@ def test_compose_triton_service(compose):
 
 
 HEALTHCHECK = ["CMD", "python3", "-m", "yolo_triton.canary", "--url", "127.0.0.1:8000", "--kill-server", "1"]
+
+
+def test_compose_triton_gets_a_memory_pool_on_every_gpu(compose, fake_smi, tmp_path):
+    """The triton service's command, run by sh with `tritonserver` a stand-in that prints its arguments
+    and the fake nvidia-smi of four GPUs: tritonserver gets the flags below and the pool flag of
+    CUDA_MEMORY_POOL_BYTES (.env) for each GPU, as make serve passes them; a python3 that fails stops it."""
+    command = [c.replace("$$", "$") for c in compose["services"]["triton"]["command"]]  # compose's escape
+    assert command[:2] == ["sh", "-c"] and command[3] == "triton"
+    tritonserver = tmp_path / "bin" / "tritonserver"
+    tritonserver.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    tritonserver.chmod(0o755)
+    run = subprocess.run(command, capture_output=True, text=True, env={"PATH": fake_smi}, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    pools = [f"--cuda-memory-pool-byte-size={i}:{ENV['CUDA_MEMORY_POOL_BYTES']}" for i in range(4)]
+    assert run.stdout.splitlines() == [*command[4:], *pools]
+    assert "--model-control-mode=none" in command and pools[0] not in command  # counted at start only
+    (tmp_path / "bin" / "python3").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "bin" / "python3").chmod(0o755)
+    failed = subprocess.run(command, capture_output=True, text=True, env={"PATH": fake_smi}, cwd=tmp_path)
+    assert failed.returncode == 1 and not failed.stdout
 
 
 def test_compose_perf_analyzer_from_the_sdk_image(compose):

@@ -109,7 +109,12 @@ def test_gpu_profile():
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     triton, (build,) = _triton(objects), pod["initContainers"]
     assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1 == build["resources"]["limits"]["nvidia.com/gpu"]
-    assert "--cuda-memory-pool-byte-size=0:2147483648" in triton["args"]
+    # one GPU per pod, whatever resources ask: GPU 0's memory pool alone (make serve and compose: one per GPU)
+    assert [a for a in triton["args"] if a.startswith("--cuda-memory-pool")] == [
+        "--cuda-memory-pool-byte-size=0:2147483648"
+    ]
+    more = _triton(render("default", "--set-string", "resources.limits.nvidia\\.com/gpu=2"))
+    assert more["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert "\ntarget=tensorrt\n" in build["command"][-1] and "nvidia-smi --query-gpu=name" in build["command"][-1]
     assert "YOLO_PREPROCESS_DEVICE" not in json.dumps(build)  # preprocessing follows the target
     assert (
