@@ -24,6 +24,16 @@ Steps (default: ensemble,bench):
   preprocessing in a worker process (gpu_fuzz.py), then one per request through the served FP16
   ensemble among good photos: every input answered or refused with a message, every photo with
   its own detections, the stubs still the same processes. FUZZ_INPUTS (20000) each way, FUZZ_SEED (0).
+- multi_gpu (a machine of several GPUs): the FP16 repository served twice in the run, with
+  CUDA_VISIBLE_DEVICES=0 and on every GPU (Triton's memory pool on each: gpu_server_args). Both get
+  the same requests, of the model's largest batch (each one execution on its own, so that an
+  answer depends on its pixels alone: multi_gpu.py), all 130 photos in several of them, a few in
+  flight per GPU, ANSWER_ROUNDS (2) times: every answer on N GPUs compared with the one-GPU answer
+  to the same request (matching.unpaired), and the one-GPU answers with each other. Then
+  perf_analyzer at MULTI_GPU_LEVELS (256,512) both ways, every GPU's utilisation sampled by
+  nvidia-smi meanwhile, Triton's statistics per model, each model's instances per GPU (Triton's log).
+  Writes OUT_DIR/multi_gpu.json: date, gpu, gpus, single_img_s, multi_img_s, scaling,
+  answers_equal, command, and the raw rows.
 Writes OUT_DIR/gpu_checks.json and prints a summary.
 """
 
@@ -61,7 +71,7 @@ from benchmarks.bench import statistics_between, triton_statistics  # noqa: E402
 from yolo_triton.contract import VARIANTS, detection_outputs  # noqa: E402
 from yolo_triton.gpu_preprocessing import GpuPreprocessor  # noqa: E402
 from yolo_triton.preprocessing import CpuPreprocessor, decode, letterbox_into  # noqa: E402
-from yolo_triton.tritonserver import PYTHON_BACKEND_CONFIG, gpu_server_args  # noqa: E402
+from yolo_triton.tritonserver import PYTHON_BACKEND_CONFIG, gpu_server_args, visible_gpu_count  # noqa: E402
 
 DATA = ROOT / "build" / "device"
 IMGSZ = 640
@@ -243,8 +253,9 @@ REPOSITORY = {
 
 
 @contextlib.contextmanager
-def served(out_dir: Path, repository: Path | None = None):
-    """tritonserver (Triton 2.51) on a GPU repository; yields its HTTP address."""
+def served(out_dir: Path, repository: Path | None = None, ready_s: float = 240):
+    """tritonserver (Triton 2.51) on a GPU repository, on the GPUs CUDA_VISIBLE_DEVICES leaves it (all
+    by default), with the pool flags of gpu_server_args for them; yields its HTTP address."""
     repository = repository or REPOSITORY["fp16"]
     log = open(out_dir / "tritonserver.log", "a")
     env = dict(os.environ, PATH=f"/opt/stubenv/bin:{os.environ['PATH']}")
@@ -267,7 +278,7 @@ def served(out_dir: Path, repository: Path | None = None):
     )
     url = "127.0.0.1:18000"
     try:
-        deadline = time.time() + 240
+        deadline = time.time() + ready_s
         while True:
             try:
                 urllib.request.urlopen(f"http://{url}/v2/health/ready", timeout=2)
@@ -449,6 +460,118 @@ def runtimes(photos: list[Path], out_dir: Path) -> dict:
                 row[str(c)], row["command"] = _perf(url, model, jpegs, c, ["image:1"], out_dir)
                 print(runtime, c, {k: v for k, v in row[str(c)].items() if k != "triton_statistics"}, flush=True)
         report[runtime] = row
+    return report
+
+
+MULTI_GPU_LEVELS = tuple(int(c) for c in os.environ.get("MULTI_GPU_LEVELS", "256,512").split(","))
+ANSWER_ROUNDS = int(os.environ.get("ANSWER_ROUNDS", "2"))
+
+
+@contextlib.contextmanager
+def _environment(**values: str | None):
+    """os.environ with these values (None: unset) inside, for served() and gpu_server_args()."""
+
+    def put(settings: dict[str, str | None]):
+        for name, value in settings.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    saved = {k: os.environ.get(k) for k in values}
+    put(values)
+    try:
+        yield
+    finally:
+        put(saved)
+
+
+def _answers(url: str, model: str, photos: list[Path], requests: list[list[int]], in_flight: int) -> list:
+    """The ensemble's answers to these requests (photo indices each), `in_flight` at a time."""
+    data = [p.read_bytes() for p in photos]
+    outputs = VARIANTS[model].outputs
+
+    def one(request: list[int]) -> list[Detections]:
+        result = _infer(url, model, [data[i] for i in request])
+        return [Detections.from_outputs(*(result[s.name][row] for s in outputs)) for row in range(len(request))]
+
+    with ThreadPoolExecutor(in_flight) as pool:
+        return list(pool.map(one, requests))
+
+
+def _smi(*query: str) -> list[str]:
+    done = subprocess.run(["nvidia-smi", *query, "--format=csv,noheader"], capture_output=True, text=True)
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()]
+
+
+def multi_gpu(photos: list[Path], out_dir: Path) -> dict:
+    """The FP16 ensemble on one GPU and on every GPU of the machine, in one run (module docstring)."""
+    from multi_gpu import GpuSampler, answer_differences, instances_by_device, scaling, windows
+
+    model = _model()
+    jpegs, _ = _inputs(photos)
+    gpus = visible_gpu_count()
+    per_round = windows(len(photos), VARIANTS[model].max_batch_size)
+    requests = per_round * ANSWER_ROUNDS
+    in_flight = max(8, 4 * gpus)  # two requests for each detector instance (2 a GPU)
+    names = [[photos[i].name for i in r] for r in requests]
+    # every GPU CUDA_VISIBLE_DEVICES leaves (all where unset), against the first of them alone
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    first = visible.split(",")[0].strip() if visible else "0"
+    settings = ("CUDA_VISIBLE_DEVICES", "SETTINGS", "MULTI_GPU_LEVELS", "ANSWER_ROUNDS")
+    env = " ".join(f"{k}={os.environ[k]}" for k in settings if k in os.environ)
+    report = {
+        "date": time.strftime("%Y-%m-%d"),
+        "gpu": (_smi("--query-gpu=name") or ["?"])[0],
+        "gpus": gpus,
+        "single_img_s": None,
+        "multi_img_s": None,
+        "scaling": None,
+        "answers_equal": None,
+        "command": f"{env + ' ' if env else ''}STEPS=multi_gpu bash tests/device/run.sh",
+        "gpu_list": _smi("--query-gpu=index,name,uuid,pci.bus_id"),
+        "model": model,
+        "runtime": RUNTIME,
+        "repository": REPOSITORY["fp16"].name,
+        "answer_requests": {"requests": len(requests), "images_each": len(requests[0]), "in_flight": in_flight},
+    }
+    answers, log = {}, out_dir / "tritonserver.log"
+    for label, devices in (("single", first), ("multi", visible)):
+        run = report[label] = {"CUDA_VISIBLE_DEVICES": devices}
+        offset = log.stat().st_size if log.exists() else 0
+        try:
+            with _environment(CUDA_VISIBLE_DEVICES=devices):
+                run["server_flags"] = list(gpu_server_args())
+                with served(out_dir, ready_s=240 + 60 * gpus) as url:
+                    started = time.perf_counter()
+                    answers[label] = _answers(url, model, photos, requests, in_flight)
+                    run["answer_seconds"] = round(time.perf_counter() - started, 1)
+                    run["levels"] = {}
+                    for c in MULTI_GPU_LEVELS:
+                        with GpuSampler() as sampler:
+                            result, report["perf_analyzer"] = _perf(url, model, jpegs, c, ["image:1"], out_dir)
+                        run["levels"][str(c)] = {**result, "gpu_utilisation": sampler.summary()}
+                        print(label, c, result.get("images_per_s"), sampler.summary(), flush=True)
+                    run["triton_statistics"] = {
+                        name: {k: m.get(k) for k in ("inference_count", "execution_count")}
+                        for name, m in triton_statistics(url).items()
+                    }
+                    run["gpu_processes"] = _smi("--query-compute-apps=gpu_bus_id,pid,used_memory")
+        except Exception:
+            import traceback
+
+            run["error"] = traceback.format_exc()[-2000:]
+        run["instances"] = instances_by_device(log.read_bytes()[offset:].decode(errors="replace"))
+        (out_dir / "multi_gpu.json").write_text(json.dumps(report, indent=1))  # what ran so far
+    if "levels" in report["single"] and "levels" in report["multi"]:
+        report.update(scaling(report["single"]["levels"], report["multi"]["levels"], gpus))
+    if "single" in answers:
+        n = len(per_round)  # request k and k + n carry the same photos
+        report["single_vs_single"] = answer_differences(answers["single"][n:], answers["single"][:-n], names[n:])
+    if "single" in answers and "multi" in answers:
+        report["multi_vs_single"] = answer_differences(answers["multi"], answers["single"], names)
+        report["answers_equal"] = report["multi_vs_single"]["differing"] == 0
+    (out_dir / "multi_gpu.json").write_text(json.dumps(report, indent=1))
     return report
 
 
@@ -937,6 +1060,7 @@ def main():
         "network": lambda: network(photos),
         "decoders": lambda: decoders(photos, out_dir),
         "readonly_home": lambda: readonly_home(photos),
+        "multi_gpu": lambda: multi_gpu(photos, out_dir),
     }
     chosen = sys.argv[2].split(",") if len(sys.argv) > 2 else ["ensemble", "bench"]
     if os.environ.get("SETTINGS"):
