@@ -6,6 +6,8 @@ import importlib.metadata
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -89,7 +91,7 @@ def fake_smi(tmp_path, monkeypatch):
     smi.parent.mkdir()
     smi.write_text(f"#!/bin/sh\n[ \"$1\" = -L ] || exit 9\ncat <<'EOF'\n{SMI_LIST}EOF\n")
     smi.chmod(0o755)
-    path = f"{smi.parent}:{ROOT / '.venv' / 'bin'}:/usr/bin:/bin"
+    path = f"{smi.parent}:{Path(sys.executable).parent}:/usr/bin:/bin"  # this Python: yolo_triton imports
     monkeypatch.setenv("PATH", path)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return path
