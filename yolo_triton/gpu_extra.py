@@ -4,11 +4,15 @@
     python -m yolo_triton.gpu_extra --install [--stamp .venv/.gpu-installed]   (what `make install` runs)
 
 Where `nvidia-smi` works, the CUDA version its driver supports (the header's "CUDA Version: 12.x" or
-"13.x") picks requirements-gpu-cu12.txt or requirements-gpu-cu13.txt: CuPy, nvImageCodec and nvJPEG,
-ONNX Runtime GPU and the CUDA libraries they load, all pip wheels, installed into this interpreter's
-environment over requirements.txt. Nowhere else is anything installed (a machine without an NVIDIA
-driver, a driver older than CUDA 12, or YOLO_DEVICE=cpu). yolo_triton.repository.auto_target then
-serves on the GPU wherever these import and a GPU is there.
+"13.x") picks requirements-gpu-cu12.txt or requirements-gpu-cu13.txt, all pip wheels, installed into
+this interpreter's environment over requirements.txt:
+- CUDA 13: the pytorch-gpu detector (pip's PyTorch, a CUDA 13 build, already in requirements.txt) with
+  CuPy, nvImageCodec and nvJPEG for the preprocessing; the CPU `onnxruntime` stays.
+- CUDA 12: the onnxruntime-gpu detector (ONNX Runtime GPU for CUDA 12, in place of the CPU
+  `onnxruntime`: the same module), CuPy, nvImageCodec, nvJPEG and the CUDA 12 libraries they load.
+Nowhere else is anything installed (a machine without an NVIDIA driver, a driver older than CUDA 12,
+or YOLO_DEVICE=cpu). yolo_triton.repository.auto_target then serves on the GPU wherever these import
+and a GPU is there.
 """
 
 from __future__ import annotations
@@ -27,10 +31,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = {12: ROOT / "requirements-gpu-cu12.txt", 13: ROOT / "requirements-gpu-cu13.txt"}
-CU13_MIN_PYTHON = (3, 11)  # onnxruntime-gpu for CUDA 13 has no Python 3.10 wheel
-# distributions that hold the same module as one of the extras' (onnxruntime: onnxruntime-gpu's; each
-# CuPy and nvImageCodec build: the other CUDA major's): uninstalled unless the chosen file pins them
-REPLACED = ("onnxruntime", "cupy-cuda12x", "cupy-cuda13x", "nvidia-nvimgcodec-cu12", "nvidia-nvimgcodec-cu13")
+# distributions that hold the same module as another one (onnxruntime and onnxruntime-gpu; each CuPy and
+# nvImageCodec build and the other CUDA major's): uninstalled unless the chosen runtime pins them
+REPLACED = (
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "cupy-cuda12x",
+    "cupy-cuda13x",
+    "nvidia-nvimgcodec-cu12",
+    "nvidia-nvimgcodec-cu13",
+)
+
+DETECTOR = {REQUIREMENTS[12]: "ONNX Runtime GPU", REQUIREMENTS[13]: "PyTorch"}  # the detector's runtime
 
 _CUDA_VERSION = re.compile(r"CUDA Version\s*:\s*(\d+)\.(\d+)")
 
@@ -53,15 +65,13 @@ def nvidia_smi() -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def requirements_file(nvidia_smi_output: str | None, python: tuple[int, int] = sys.version_info[:2]) -> Path | None:
-    """The GPU requirements for this driver and Python, or None: no driver, or one older than CUDA 12.
-    A driver newer than CUDA 13 runs CUDA 13; on Python 3.10 a CUDA 13 driver gets the CUDA 12 file."""
+def requirements_file(nvidia_smi_output: str | None) -> Path | None:
+    """The GPU requirements for this driver, or None: no driver, or one older than CUDA 12. A driver
+    newer than CUDA 13 runs CUDA 13 (both files have every wheel for Python 3.10-3.12)."""
     version = cuda_version(nvidia_smi_output)
     if version is None or version[0] < 12:
         return None
-    if version[0] >= 13 and tuple(python) >= CU13_MIN_PYTHON:
-        return REQUIREMENTS[13]
-    return REQUIREMENTS[12]
+    return REQUIREMENTS[13] if version[0] >= 13 else REQUIREMENTS[12]
 
 
 def choose(env: dict[str, str] | None = None, smi=nvidia_smi) -> tuple[Path | None, str]:
@@ -156,24 +166,46 @@ def _pip(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "pip", *args], check=True)
 
 
+def wanted(path: Path) -> dict[str, str]:
+    """{name: version} that the GPU runtime of this file leaves installed: its pins, and for CUDA 13 the
+    CPU `onnxruntime` of requirements.txt (nothing replaces it there; a CUDA 12 runtime before had)."""
+    result = pins(path)
+    if path == REQUIREMENTS[13]:
+        result["onnxruntime"] = pins(ROOT / "requirements.txt")["onnxruntime"]
+    return result
+
+
+def _sharing(names, installed: dict[str, importlib.metadata.Distribution]) -> set[str]:
+    """The other installed distributions that have a library at the same path as one of `names`:
+    uninstalling one of those removes the other's file too."""
+    paths = {str(f) for name in names for f in _libraries(installed[name])}
+    return {
+        name for name, dist in installed.items() if name not in names and any(str(f) in paths for f in _libraries(dist))
+    }
+
+
 def install(path: Path) -> None:
-    """Install the file's pins here: first uninstall what holds the same modules (the CPU onnxruntime,
-    the other CUDA major's CuPy and nvImageCodec; for CUDA 13 the whole CUDA 12 runtime, after a driver
-    upgrade), then pip, then reinstall whatever pinned package another one has overwritten or removed."""
-    wanted = pins(path)
+    """Install the file's pins here: first uninstall what holds the same modules (for CUDA 12 the CPU
+    onnxruntime; for CUDA 13 onnxruntime-gpu and the whole CUDA 12 runtime, after a driver upgrade; the
+    other CUDA major's CuPy and nvImageCodec), then pip, then reinstall whatever package another one
+    has overwritten or removed (the CPU onnxruntime, PyTorch's cuDNN: pip sees neither)."""
+    keep = wanted(path)
     installed = _installed()
     replaced = set(REPLACED)
     if path == REQUIREMENTS[13]:  # the CUDA 12 runtime goes too (none of it is PyTorch's, which is CUDA 13)
         replaced |= {name for name in pins(REQUIREMENTS[12]) if name.endswith("-cu12")}
-    replaced = sorted(name for name in replaced if name in installed and name not in wanted)
+    replaced = sorted(name for name in replaced if name in installed and name not in keep)
+    check = set(keep) | _sharing(replaced, installed)
     if replaced:
         _pip("uninstall", "--quiet", "--yes", *replaced)
+    extra = [f"{name}=={version}" for name, version in keep.items() if name not in pins(path)]
     # --no-warn-conflicts: the project's own metadata names `onnxruntime`, which onnxruntime-gpu provides
-    _pip("install", "--quiet", "--no-warn-conflicts", "-r", str(path))
-    broken = damaged(wanted)
+    _pip("install", "--quiet", "--no-warn-conflicts", "-r", str(path), *extra)
+    broken = damaged(sorted(check))
     if broken:
         print(f"reinstalling {', '.join(broken)}: another package had overwritten or removed its libraries", flush=True)
-        _pip("install", "--quiet", "--no-deps", "--force-reinstall", *(f"{name}=={wanted[name]}" for name in broken))
+        versions = {name: dist.version for name, dist in _installed().items()} | keep
+        _pip("install", "--quiet", "--no-deps", "--force-reinstall", *(f"{name}=={versions[name]}" for name in broken))
         still = damaged(broken)
         if still:
             raise SystemExit(f"{', '.join(still)}: libraries still missing or overwritten after reinstalling")
@@ -190,7 +222,7 @@ def main(argv=None) -> int:
     print(f"GPU runtime: {why}", flush=True)
     if args.install and path is not None:
         print(
-            f"Installing {path.name} into {sys.prefix} (CuPy, nvImageCodec, ONNX Runtime GPU, CUDA libraries) ...",
+            f"Installing {path.name} into {sys.prefix} (CuPy, nvImageCodec, {DETECTOR[path]}, CUDA libraries) ...",
             flush=True,
         )
         install(path)

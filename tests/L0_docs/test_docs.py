@@ -351,7 +351,7 @@ def _check_command(words: list[str], problems: list[str]) -> None:
                 problems.append(f"the chart has no value {value.split('=')[0]}")
     elif program == "pip" and args[:1] == ["install"]:
         for arg in args[1:]:
-            for extra in re.findall(r"\[([\w,]+)\]", arg):
+            for extra in re.findall(r"\[([\w,-]+)\]", arg):
                 problems += [f"no extra [{e}] in pyproject.toml" for e in extra.split(",") if e not in _extras()]
     elif program == "bash" and args and "/" in args[0] and not (ROOT / args[0]).is_file():
         problems.append(f"{args[0]}: no such file")
@@ -408,7 +408,7 @@ def test_inline_code_names_real_things():
                 problems += [f"{where}: no flag {f}" for f in flags if f not in _module_help(m.group(1))]
         if m := re.match(r"(?:\.venv/bin/)?yolo-triton (\w+)(.*)", span):  # its command and flags
             problems += [f"{where}: yolo-triton refuses {w}" for w in _yolo_triton_unknown(m.group(1), m.group(2))]
-        for extras in re.findall(r"^\[([\w,]+)\]$|yolo-triton\[([\w,]+)\]|^\.\[([\w,]+)\]", span):
+        for extras in re.findall(r"^\[([\w,-]+)\]$|yolo-triton\[([\w,-]+)\]|^\.\[([\w,-]+)\]", span):
             unknown = [e for e in ",".join(extras).split(",") if e and e not in _extras()]
             problems += [f"{where}: no extra [{e}] in pyproject.toml" for e in unknown]
         if re.fullmatch(r"(yolo_triton|benchmarks)(\.\w+)+", span) and not _module_exists(span):
@@ -494,8 +494,16 @@ def test_models_file_keys_table_is_the_code():
 
 
 def test_extras_table_is_pyproject():
-    rows = re.findall(r"^\| `(\w+)` \| [^|]+ \| ([^|]+) \|$", TEXT[DOCS / "install.md"], re.M)
-    assert {extra: [p.strip() for p in packages.split(",")] for extra, packages in rows} == _extras()
+    """The table names each extra's distributions in order (the GPU runtimes' pins and markers are
+    requirements-gpu-cu1x.txt's, tests/unit/test_gpu_extra.py)."""
+    rows = re.findall(r"^\| `([\w-]+)` \| [^|]+ \| ([^|]+) \|$", TEXT[DOCS / "install.md"], re.M)
+
+    def names(requirements: list[str]) -> list[str]:
+        return list(dict.fromkeys(re.split(r"[=<>!~; ]", r, maxsplit=1)[0] for r in requirements))
+
+    assert {extra: [p.strip() for p in packages.split(",")] for extra, packages in rows} == {
+        extra: names(requirements) for extra, requirements in _extras().items()
+    }
 
 
 def test_limits_are_the_code():

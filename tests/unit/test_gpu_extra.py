@@ -101,45 +101,31 @@ SMI_CUDA_11_8 = SMI_CUDA_12_4.replace("550.54.15", "520.61.05").replace("CUDA Ve
 SMI_CUDA_13_2 = SMI_CUDA_13_0.replace("580.159.04", "595.45.04").replace("CUDA Version: 13.0", "CUDA Version: 13.2")
 
 CU12, CU13 = REQUIREMENTS[12], REQUIREMENTS[13]
-PYTHONS = ((3, 10), (3, 11), (3, 12), (3, 13))
+PYTHONS = ((3, 10), (3, 11), (3, 12))
 
 
 @pytest.mark.parametrize(
-    "output, version, python, expected",
+    "output, version, expected",
     [
-        (SMI_CUDA_12_4, (12, 4), (3, 11), CU12),
-        (SMI_CUDA_12_9, (12, 9), (3, 11), CU12),
-        (SMI_CUDA_13_0, (13, 0), (3, 11), CU13),
-        (SMI_CUDA_13_0, (13, 0), (3, 12), CU13),
-        (SMI_CUDA_13_2, (13, 2), (3, 13), CU13),  # a newer CUDA 13 driver: the same wheels
-        (SMI_CUDA_13_0, (13, 0), (3, 10), CU12),  # no onnxruntime-gpu for CUDA 13 on Python 3.10; CUDA 12 runs there
-        (SMI_CUDA_12_4, (12, 4), (3, 10), CU12),
-        (SMI_CUDA_11_8, (11, 8), (3, 11), None),  # too old for these wheels: the CPU path
-        (SMI_NO_DRIVER, None, (3, 11), None),
-        (None, None, (3, 11), None),  # no nvidia-smi at all
+        (SMI_CUDA_12_4, (12, 4), CU12),
+        (SMI_CUDA_12_9, (12, 9), CU12),
+        (SMI_CUDA_13_0, (13, 0), CU13),  # whatever the Python: every pinned wheel is there for 3.10-3.12
+        (SMI_CUDA_13_2, (13, 2), CU13),  # a newer CUDA 13 driver: the same wheels
+        (SMI_CUDA_11_8, (11, 8), None),  # too old for these wheels: the CPU path
+        (SMI_NO_DRIVER, None, None),
+        (None, None, None),  # no nvidia-smi at all
     ],
-    ids=[
-        "cuda12.4",
-        "cuda12.9",
-        "cuda13.0",
-        "cuda13.0-py3.12",
-        "cuda13.2-py3.13",
-        "cuda13.0-py3.10",
-        "cuda12.4-py3.10",
-        "cuda11.8",
-        "no-driver",
-        "no-nvidia-smi",
-    ],
+    ids=["cuda12.4", "cuda12.9", "cuda13.0", "cuda13.2", "cuda11.8", "no-driver", "no-nvidia-smi"],
 )
-def test_the_driver_s_cuda_major_picks_the_requirements(output, version, python, expected):
+def test_the_driver_s_cuda_major_picks_the_requirements(output, version, expected):
     assert cuda_version(output) == version
-    assert requirements_file(output, python) == expected
+    assert requirements_file(output) == expected
 
 
 def test_choice_on_this_kind_of_machine():
     assert choose({}, smi=lambda: None)[0] is None
     assert choose({"YOLO_DEVICE": "auto"}, smi=lambda: SMI_CUDA_12_9)[0] == CU12
-    assert choose({}, smi=lambda: SMI_CUDA_13_0)[0] == requirements_file(SMI_CUDA_13_0)
+    assert choose({}, smi=lambda: SMI_CUDA_13_0)[0] == CU13
 
     def no_call():
         raise AssertionError("YOLO_DEVICE=cpu must not even look for a GPU")
@@ -163,7 +149,7 @@ def _fake_nvidia_smi(folder: Path, output: str | None) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "output, expected",
-    [(SMI_CUDA_13_0, CU13 if sys.version_info >= (3, 11) else CU12), (SMI_CUDA_12_4, CU12), (None, None)],
+    [(SMI_CUDA_13_0, CU13), (SMI_CUDA_12_4, CU12), (None, None)],
     ids=["cuda13.0", "cuda12.4", "cpu"],
 )
 def test_the_command_reads_nvidia_smi(tmp_path, output, expected):
@@ -227,23 +213,45 @@ def _requirements_txt() -> dict[str, str]:
     return dict(line.split("==") for line in _lines(ROOT / "requirements.txt"))
 
 
-@pytest.mark.parametrize("path, cuda, pythons", [(CU12, 12, PYTHONS), (CU13, 13, PYTHONS[1:])], ids=["cu12", "cu13"])
-def test_the_gpu_runtime_is_complete_for_each_python(path, cuda, pythons):
+@pytest.mark.parametrize("path, cuda", [(CU12, 12), (CU13, 13)], ids=["cu12", "cu13"])
+def test_the_gpu_runtime_is_complete_for_each_python(path, cuda):
     suffix = f"-cu{cuda}"
-    for python in pythons:
+    for python in PYTHONS:
         pinned = pins(path, python)
         assert pinned["numpy"] == _requirements_txt()["numpy"] == "1.26.4"  # the stub's NumPy 1
         assert pinned[f"cupy-cuda{cuda}x"].startswith("13.")  # CuPy 14 needs NumPy 2
         assert f"nvidia-nvimgcodec{suffix}" in pinned
         assert any(name.startswith("nvidia-nvjpeg") for name in pinned)
         assert any(name.startswith("nvidia-cuda-nvrtc") for name in pinned)  # CuPy's RawKernel
-        assert f"nvidia-cudnn{suffix}" in pinned  # ONNX Runtime's CUDA provider: cuDNN 9
-        assert pinned[f"nvidia-cudnn{suffix}"].startswith("9.")
         for library in ("nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cufft", "nvidia-curand"):
             assert any(name.startswith(library) for name in pinned), library
-        assert "onnxruntime" not in pinned  # the CPU build is replaced, not installed beside
-    assert pins(CU13, (3, 11))["onnxruntime-gpu"] == "1.31.1"
-    assert pins(CU12, (3, 11))["onnxruntime-gpu"].startswith("1.2")
+        assert "onnxruntime" not in pinned  # the CPU build: replaced on CUDA 12, left alone on CUDA 13
+    cu12, cu13 = pins(CU12, (3, 11)), pins(CU13, (3, 11))
+    # CUDA 12: ONNX Runtime GPU for CUDA 12 and its cuDNN 9 (pip's PyTorch is a CUDA 13 build)
+    assert cu12["onnxruntime-gpu"].startswith("1.2") and cu12["nvidia-cudnn-cu12"].startswith("9.")
+    assert not {"torch", "torchvision", "ultralytics"} & set(cu12)
+    # CUDA 13: PyTorch as requirements.txt serves; no ONNX Runtime GPU, cuDNN is PyTorch's own
+    for name in ("torch", "torchvision", "ultralytics"):
+        assert cu13[name] == _requirements_txt()[name], name
+    assert not any(name.startswith(("onnxruntime", "nvidia-cudnn")) for name in cu13)
+
+
+def test_the_extras_are_the_requirements_files():
+    """pyproject's [gpu-cu12] and [gpu-cu13] are the files' very requirements, markers included."""
+    from conftest import pyproject
+    from packaging.requirements import Requirement
+
+    extras = pyproject()["optional-dependencies"]
+    for cuda, path in REQUIREMENTS.items():
+        extra = sorted(str(Requirement(r)) for r in extras[f"gpu-cu{cuda}"])
+        assert extra == sorted(str(Requirement(line)) for line in _lines(path)), path.name
+    assert "gpu" not in extras  # the unpinned extra of either CUDA major is gone
+
+
+def test_cuda_13_keeps_the_cpu_onnxruntime():
+    assert gpu_extra.wanted(CU13)["onnxruntime"] == _requirements_txt()["onnxruntime"]
+    assert "onnxruntime-gpu" not in gpu_extra.wanted(CU13)
+    assert "onnxruntime" not in gpu_extra.wanted(CU12) and "onnxruntime-gpu" in gpu_extra.wanted(CU12)
 
 
 def test_cuda_12_pins_one_toolkit_release():
@@ -274,7 +282,7 @@ def test_the_cuda_13_libraries_are_pytorch_s_own():
         pytest.skip("PyTorch not installed here")
     checked = 0
     for name, version in pins(CU13, (3, 11)).items():
-        if name in ("numpy", "onnxruntime-gpu", "cupy-cuda13x", "fastrlock", "nvidia-nvimgcodec-cu13", "nvidia-nvjpeg"):
+        if name in ("numpy", "cupy-cuda13x", "fastrlock", "nvidia-nvimgcodec-cu13", "nvidia-nvjpeg"):
             continue
         installed = _installed_version(name)
         if installed is not None:
@@ -328,6 +336,78 @@ def test_damaged_finds_libraries_overwritten_or_removed(tmp_path, monkeypatch):
     assert gpu_extra.damaged(["nvidia-cudnn-cu13"]) == []
     (site / "nvidia/cudnn/lib/libcudnn.so.9").write_bytes(cu12)  # the CUDA 12 extra installed last
     assert gpu_extra.damaged(["nvidia-cudnn-cu12", "nvidia-cudnn-cu13"]) == ["nvidia-cudnn-cu13"]
+
+
+ORT_MODULE = "onnxruntime/capi/onnxruntime_pybind11_state.so"
+CUDNN = "nvidia/cudnn/lib/libcudnn.so.9"
+# the wheels of the stand-in pip below: the files each would write
+WHEELS = {
+    "onnxruntime": {ORT_MODULE: b"onnxruntime, CPU"},
+    "onnxruntime-gpu": {ORT_MODULE: b"onnxruntime, CUDA 12"},
+    "nvidia-cudnn-cu12": {CUDNN: b"cudnn 9.24"},
+    "nvidia-cudnn-cu13": {CUDNN: b"cudnn 9.24"},
+    "cupy-cuda12x": {"cupy/_core/core.so": b"cupy for CUDA 12"},
+}
+
+
+def _install_here(tmp_path, monkeypatch, installed: list[str]) -> tuple[Path, list[tuple[str, ...]]]:
+    """A site of these distributions (the last one's files on disk where two share a path), and pip
+    replaced by a stand-in that removes and writes their files as pip would: what install() decides,
+    without pip downloading gigabytes. Returns the site and the pip calls."""
+    site = tmp_path / "site"
+    site.mkdir()
+    for name in installed:
+        _fake_distribution(site, name, WHEELS[name], WHEELS[name])
+    monkeypatch.setattr(
+        gpu_extra,
+        "_installed",
+        lambda: {
+            gpu_extra._canonical(d.metadata["Name"]): d for d in importlib.metadata.distributions(path=[str(site)])
+        },
+    )
+    calls = []
+
+    def pip(*args):
+        calls.append(args)
+        if args[0] == "uninstall":
+            for name in args[3:]:
+                for f in WHEELS[name]:
+                    (site / f).unlink(missing_ok=True)
+                shutil.rmtree(site / f"{name}-1.0.dist-info")
+        elif "--force-reinstall" in args:
+            for name in (a.split("==")[0] for a in args if "==" in a):
+                for f, content in WHEELS[name].items():
+                    (site / f).write_bytes(content)
+
+    monkeypatch.setattr(gpu_extra, "_pip", pip)
+    return site, calls
+
+
+def test_cuda_13_leaves_the_cpu_onnxruntime_and_pytorch_s_cudnn(tmp_path, monkeypatch):
+    """A .venv that had the CUDA 12 runtime (or an earlier CUDA 13 one with onnxruntime-gpu) beside
+    requirements.txt's onnxruntime and PyTorch's cuDNN: the CUDA 13 install takes out onnxruntime-gpu
+    and the CUDA 12 packages, whose uninstall removes the shared files, and puts those files back."""
+    site, calls = _install_here(
+        tmp_path,
+        monkeypatch,
+        ["onnxruntime", "nvidia-cudnn-cu13", "cupy-cuda12x", "nvidia-cudnn-cu12", "onnxruntime-gpu"],
+    )
+    gpu_extra.install(CU13)
+    uninstall, install, reinstall = calls
+    assert uninstall[3:] == ("cupy-cuda12x", "nvidia-cudnn-cu12", "onnxruntime-gpu")  # not onnxruntime
+    assert install[:5] == ("install", "--quiet", "--no-warn-conflicts", "-r", str(CU13))
+    assert install[5:] == (f"onnxruntime=={_requirements_txt()['onnxruntime']}",)  # back, if a CUDA 12 one took it
+    assert sorted(reinstall[4:]) == ["nvidia-cudnn-cu13==1.0", f"onnxruntime=={_requirements_txt()['onnxruntime']}"]
+    assert (site / ORT_MODULE).read_bytes() == b"onnxruntime, CPU" and (site / CUDNN).exists()
+
+
+def test_cuda_12_replaces_the_cpu_onnxruntime(tmp_path, monkeypatch):
+    site, calls = _install_here(tmp_path, monkeypatch, ["nvidia-cudnn-cu13", "onnxruntime"])
+    gpu_extra.install(CU12)
+    uninstall, install = calls  # nothing shares a file with onnxruntime once it is gone: no repair
+    assert uninstall == ("uninstall", "--quiet", "--yes", "onnxruntime")
+    assert install == ("install", "--quiet", "--no-warn-conflicts", "-r", str(CU12))
+    assert not (site / ORT_MODULE).exists()  # the stand-in pip installs nothing: onnxruntime-gpu's would be there
 
 
 # the wiring
