@@ -42,6 +42,13 @@ $(INSTALLED): requirements.txt pyproject.toml
 # where nvidia-smi works, the GPU runtime for its CUDA major (requirements-gpu-cu12.txt / -cu13.txt); else nothing
 $(GPU_INSTALLED): $(INSTALLED) requirements-gpu-cu12.txt requirements-gpu-cu13.txt yolo_triton/gpu_extra.py
 	$(PY) -m yolo_triton.gpu_extra --install --stamp $@
+# and again where the choice the stamp records (the file, the driver's CUDA major) is not this machine's any
+# more: a driver installed after the first `make serve`, one of another CUDA major (asks nvidia-smi each time)
+ifneq ($(wildcard $(GPU_INSTALLED)),)
+ifneq ($(shell $(PY) -m yolo_triton.gpu_extra --changed $(GPU_INSTALLED) 2>/dev/null),)
+$(GPU_INSTALLED): FORCE
+endif
+endif
 
 # export the models and write model_repository/ (YOLO_WEIGHTS, YOLO_WEIGHTS_DIR, YOLO_MODELS: see docs/serving.md)
 repository: install

@@ -2,6 +2,7 @@
 
     python -m yolo_triton.gpu_extra                                       # tells what it would install
     python -m yolo_triton.gpu_extra --install [--stamp .venv/.gpu-installed]   (what `make install` runs)
+    python -m yolo_triton.gpu_extra --changed .venv/.gpu-installed    # one line if the choice differs now
 
 Where `nvidia-smi` works, the CUDA version its driver supports (the header's "CUDA Version: 12.x" or
 "13.x") picks requirements-gpu-cu12.txt or requirements-gpu-cu13.txt, all pip wheels, installed into
@@ -12,7 +13,9 @@ this interpreter's environment over requirements.txt:
   `onnxruntime`: the same module), CuPy, nvImageCodec, nvJPEG and the CUDA 12 libraries they load.
 Nowhere else is anything installed (a machine without an NVIDIA driver, a driver older than CUDA 12,
 or YOLO_DEVICE=cpu). yolo_triton.repository.auto_target then serves on the GPU wherever these import
-and a GPU is there.
+and a GPU is there. The stamp records the choice (the file and the driver's CUDA major); `make` asks
+--changed each time and installs again where it differs: a driver installed later, or of another CUDA
+major.
 """
 
 from __future__ import annotations
@@ -74,24 +77,57 @@ def requirements_file(nvidia_smi_output: str | None) -> Path | None:
     return REQUIREMENTS[13] if version[0] >= 13 else REQUIREMENTS[12]
 
 
-def choose(env: dict[str, str] | None = None, smi=nvidia_smi) -> tuple[Path | None, str]:
-    """(the requirements file to install or None, why), for this machine."""
+def decide(env: dict[str, str] | None = None, smi=nvidia_smi) -> tuple[Path | None, str, str | None]:
+    """(the requirements file to install or None, why, the choice's key), for this machine. The key, what
+    the stamp records, names the file and the driver's CUDA major ("requirements-gpu-cu13.txt cuda=13",
+    "none cuda=none"); None under YOLO_DEVICE=cpu, which chooses nothing."""
     env = os.environ if env is None else env
     if env.get("YOLO_DEVICE", "auto") == "cpu":
-        return None, "YOLO_DEVICE=cpu: nothing installed for the GPU"
+        return None, "YOLO_DEVICE=cpu: nothing installed for the GPU", None
     output = smi()
-    if output is None:
-        return None, "no NVIDIA driver here (nvidia-smi not found or failing): nothing installed for the GPU"
     version = cuda_version(output)
     path = requirements_file(output)
+    key = f"{path.name if path else 'none'} cuda={version[0] if version else 'none'}"
+    if output is None:
+        return None, "no NVIDIA driver here (nvidia-smi not found or failing): nothing installed for the GPU", key
     if path is None:
         named = f"CUDA {version[0]}.{version[1]}" if version else "no CUDA version"
-        return (
-            None,
+        why = (
             f"the NVIDIA driver supports {named}; serving on the GPU needs CUDA 12 or newer: "
-            "nothing installed for the GPU",
+            "nothing installed for the GPU"
         )
-    return path, f"NVIDIA driver for CUDA {version[0]}.{version[1]}: the GPU runtime from {path.name}"
+        return None, why, key
+    return path, f"NVIDIA driver for CUDA {version[0]}.{version[1]}: the GPU runtime from {path.name}", key
+
+
+def choose(env: dict[str, str] | None = None, smi=nvidia_smi) -> tuple[Path | None, str]:
+    """(the requirements file to install or None, why), for this machine."""
+    return decide(env, smi)[:2]
+
+
+_STAMP_KEY = re.compile(r"(\S+ cuda=\S+): ")
+
+
+def recorded(stamp: Path) -> str | None:
+    """The key of the choice a stamp records; None where there is no stamp or it records none (an
+    older layout)."""
+    try:
+        match = _STAMP_KEY.match(Path(stamp).read_text())
+    except OSError:
+        return None
+    return match[1] if match else None
+
+
+def changed(stamp: Path, env: dict[str, str] | None = None, smi=nvidia_smi) -> str | None:
+    """Why the choice the stamp records is not this machine's any more (a driver installed, removed, or
+    of another CUDA major), or None: the same choice, no stamp, or YOLO_DEVICE=cpu."""
+    if not Path(stamp).exists():
+        return None
+    _, why, key = decide(env, smi)
+    before = recorded(stamp)
+    if key is None or key == before:
+        return None
+    return f"{stamp} records {before or 'no CUDA major (an older stamp)'}, now {key} ({why})"
 
 
 def _canonical(name: str) -> str:
@@ -215,11 +251,28 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--install", action="store_true", help="install the chosen requirements into this environment")
     parser.add_argument(
-        "--stamp", type=Path, help="file written once the choice is done (installed, or nothing to install)"
+        "--stamp",
+        type=Path,
+        help="file written once the choice is done (installed, or nothing to install), recording the choice",
+    )
+    parser.add_argument(
+        "--changed",
+        type=Path,
+        metavar="STAMP",
+        help="print one line if the choice this stamp records is not this machine's now (else nothing); "
+        "`make` runs --install again then",
     )
     args = parser.parse_args(argv)
-    path, why = choose()
+    if args.changed:
+        why = changed(args.changed)
+        if why:
+            print(f"GPU runtime: {why}", flush=True)
+        return 0
+    before = recorded(args.stamp) if args.stamp else None
+    path, why, key = decide()
     print(f"GPU runtime: {why}", flush=True)
+    if before and key and before != key:
+        print(f"GPU runtime: chosen again: {args.stamp} recorded {before}, now {key}", flush=True)
     if args.install and path is not None:
         print(
             f"Installing {path.name} into {sys.prefix} (CuPy, nvImageCodec, {DETECTOR[path]}, CUDA libraries) ...",
@@ -227,9 +280,9 @@ def main(argv=None) -> int:
         )
         install(path)
         print(f"Installed {path.name}: `make serve` serves on the GPU (YOLO_DEVICE=cpu serves on the CPU).", flush=True)
-    if args.install and args.stamp and os.environ.get("YOLO_DEVICE", "auto") != "cpu":
+    if args.install and args.stamp and key is not None:
         # YOLO_DEVICE=cpu leaves no stamp, so a later `make serve` without it still installs the GPU runtime
-        args.stamp.write_text(f"{path.name if path else 'none'}: {why}\n")
+        args.stamp.write_text(f"{key}: {why}\n")
     return 0
 
 

@@ -178,7 +178,7 @@ def test_no_stamp_and_nothing_installed_without_a_gpu(tmp_path):
         check=True,
     )
     assert done.stdout.count("\n") == 1 and "Installing" not in done.stdout
-    assert stamp.read_text().startswith("none: ")
+    assert stamp.read_text().startswith("none cuda=none: ")
     # YOLO_DEVICE=cpu: nothing either, and no stamp, so that a later plain `make serve` installs it
     stamp.unlink()
     subprocess.run(
@@ -190,6 +190,96 @@ def test_no_stamp_and_nothing_installed_without_a_gpu(tmp_path):
         check=True,
     )
     assert not stamp.exists()
+
+
+# a driver installed, or of another CUDA major, after the first `make install`: the stamp records the choice
+# (the file and the driver's CUDA major), and a changed choice installs again. No NVIDIA driver exists on the
+# machines these tests run on: each nvidia-smi here is a stand-in printing a real driver's output.
+
+
+SMI = (None, SMI_CUDA_13_0, SMI_CUDA_13_2)
+
+
+def test_a_driver_installed_later_is_installed_for(tmp_path, monkeypatch, capsys):
+    installed = []
+    monkeypatch.setattr(gpu_extra, "install", installed.append)  # what pip would install, not installing it
+    monkeypatch.delenv("YOLO_DEVICE", raising=False)
+    stamp = tmp_path / ".gpu-installed"
+
+    paths = {output: _fake_nvidia_smi(tmp_path / str(i), output)["PATH"] for i, output in enumerate(SMI)}
+    driver = lambda output: monkeypatch.setenv("PATH", paths[output])
+
+    driver(None)  # the first `make install`: no driver yet
+    gpu_extra.main(["--install", "--stamp", str(stamp)])
+    assert stamp.read_text().startswith("none cuda=none: ") and installed == []
+    assert gpu_extra.changed(stamp) is None
+    capsys.readouterr()
+
+    driver(SMI_CUDA_13_0)  # then a driver for CUDA 13
+    why = gpu_extra.changed(stamp)
+    assert why and "none cuda=none" in why and "requirements-gpu-cu13.txt cuda=13" in why
+    gpu_extra.main(["--changed", str(stamp)])
+    assert capsys.readouterr().out == f"GPU runtime: {why}\n"  # the one line `make` acts on
+    gpu_extra.main(["--install", "--stamp", str(stamp)])
+    assert installed == [CU13] and gpu_extra.recorded(stamp) == "requirements-gpu-cu13.txt cuda=13"
+    assert "chosen again" in capsys.readouterr().out
+
+    driver(SMI_CUDA_13_2)  # a newer driver of the same CUDA major: the same choice, nothing to do
+    assert gpu_extra.changed(stamp) is None
+    gpu_extra.main(["--changed", str(stamp)])
+    assert capsys.readouterr().out == ""
+    assert gpu_extra.changed(stamp, env={"YOLO_DEVICE": "cpu"}) is None  # which chooses nothing
+
+
+@pytest.mark.parametrize(
+    "before, now", [(SMI_CUDA_12_9, SMI_CUDA_13_0), (SMI_CUDA_13_0, SMI_CUDA_12_4), (SMI_CUDA_11_8, SMI_CUDA_12_4)]
+)
+def test_another_cuda_major_is_a_new_choice(tmp_path, before, now):
+    stamp = tmp_path / ".gpu-installed"
+    _, why, key = gpu_extra.decide({}, smi=lambda: before)
+    stamp.write_text(f"{key}: {why}\n")
+    assert gpu_extra.changed(stamp, env={}, smi=lambda: before) is None
+    assert gpu_extra.changed(stamp, env={}, smi=lambda: now)
+
+
+def test_a_stamp_of_the_older_layout_is_chosen_again(tmp_path):
+    stamp = tmp_path / ".gpu-installed"
+    stamp.write_text("none: no NVIDIA driver here (nvidia-smi not found or failing): nothing installed for the GPU\n")
+    assert gpu_extra.recorded(stamp) is None
+    assert gpu_extra.changed(stamp, env={}, smi=lambda: SMI_CUDA_12_9)
+    assert gpu_extra.changed(tmp_path / "no-stamp", env={}, smi=lambda: SMI_CUDA_12_9) is None  # make installs
+
+
+def _make_dry_run(tmp_path, stamp_text: str, smi_output: str) -> str:
+    """`make -n install` with .venv in tmp_path, up to date but for the GPU stamp's choice, and a
+    stand-in nvidia-smi first on PATH."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(f"#!/bin/sh\nexec '{sys.executable}' \"$@\"\n")
+    python.chmod(0o755)
+    (venv / ".installed").touch()
+    (venv / ".gpu-installed").write_text(stamp_text)
+    path = _fake_nvidia_smi(tmp_path / "bin", smi_output)["PATH"]
+    done = subprocess.run(
+        ["make", "-n", f"VENV={venv}", "install"],
+        cwd=ROOT,
+        env={**os.environ, "PATH": f"{path}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_make_installs_again_for_a_driver_added(tmp_path):
+    venv = tmp_path / "added" / "venv"
+    command = f"{venv}/bin/python -m yolo_triton.gpu_extra --install --stamp {venv}/.gpu-installed"
+    none = "none cuda=none: no NVIDIA driver here (nvidia-smi not found or failing): nothing installed for the GPU\n"
+    assert _make_dry_run(tmp_path / "added", none, SMI_CUDA_13_0) == command + "\n"  # the GPU runtime alone
+    cu13 = "requirements-gpu-cu13.txt cuda=13: NVIDIA driver for CUDA 13.0: the GPU runtime from ...\n"
+    assert "gpu_extra" not in _make_dry_run(tmp_path / "same", cu13, SMI_CUDA_13_2)
+    assert "gpu_extra" not in _make_dry_run(tmp_path / "still-none", none, SMI_NO_DRIVER)
 
 
 # the requirements files
