@@ -250,6 +250,12 @@ def test_a_stamp_of_the_older_layout_is_chosen_again(tmp_path):
     assert gpu_extra.changed(tmp_path / "no-stamp", env={}, smi=lambda: SMI_CUDA_12_9) is None  # make installs
 
 
+def _outside_make() -> dict[str, str]:
+    """This environment without a calling make's variables (`make test` runs these tests): a nested
+    make would print "Entering directory" lines and inherit -n's siblings from MAKEFLAGS."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+
+
 def _make_dry_run(tmp_path, stamp_text: str, smi_output: str) -> str:
     """`make -n install` with .venv in tmp_path, up to date but for the GPU stamp's choice, and a
     stand-in nvidia-smi first on PATH."""
@@ -262,9 +268,9 @@ def _make_dry_run(tmp_path, stamp_text: str, smi_output: str) -> str:
     (venv / ".gpu-installed").write_text(stamp_text)
     path = _fake_nvidia_smi(tmp_path / "bin", smi_output)["PATH"]
     done = subprocess.run(
-        ["make", "-n", f"VENV={venv}", "install"],
+        ["make", "-n", "--no-print-directory", f"VENV={venv}", "install"],
         cwd=ROOT,
-        env={**os.environ, "PATH": f"{path}:/usr/bin:/bin"},
+        env={**_outside_make(), "PATH": f"{path}:/usr/bin:/bin"},
         capture_output=True,
         text=True,
         check=True,
@@ -519,7 +525,12 @@ def test_make_install_runs_it_once():
 
 def test_make_dry_run_installs_the_gpu_runtime_after_a_change(tmp_path):
     done = subprocess.run(
-        ["make", "-n", "-W", CU13.name, "install"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["make", "-n", "--no-print-directory", "-W", CU13.name, "install"],
+        cwd=ROOT,
+        env=_outside_make(),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert ".venv/bin/python -m yolo_triton.gpu_extra --install --stamp .venv/.gpu-installed" in done.stdout
 
