@@ -6,11 +6,11 @@ side each come with their extra."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 
 import pytest
+import resolve_extras
 from conftest import pyproject
 from only_distributions import command
 from packaging.requirements import Requirement
@@ -65,15 +65,11 @@ def test_the_client_does_not_import_the_server_side():
 
 
 # Every `pip install` line of docs/install.md: what pip installs for it passes `pip check` and holds one
-# distribution of each module (ONNX Runtime's CPU and GPU builds are both `onnxruntime`). pip resolves all the
-# lines' extras together once, reading each wheel's metadata only (not the gigabytes of PyTorch and the CUDA
-# libraries); each line's set is that resolution's closure of its requirements, checked by pip in an
-# environment of exactly those distributions' metadata. The resolving pip is a newer one, put in a temporary
-# folder: .venv's (23.2, Python 3.11's own) downloads every whole wheel to read its dependencies where the
-# index gives no metadata files, about 3 GB here; pip 26.2's fast-deps reads a wheel's METADATA alone by
-# HTTP range requests.
-INSTALL_MD = ROOT / "docs" / "install.md"
-RESOLVING_PIP = "pip==26.2.1"
+# distribution of each module (ONNX Runtime's CPU and GPU builds are both `onnxruntime`). pip's resolution
+# of all the lines together is tests/fixtures/resolved_extras.json, written online by resolve_extras.py
+# beside it; each line's set is that resolution's closure of its requirements, checked here offline by
+# .venv's pip in an environment of exactly those distributions' metadata.
+RESOLVED = json.loads(resolve_extras.OUTPUT.read_text())
 ONE_MODULE = (
     {"onnxruntime", "onnxruntime-gpu"},
     {"cupy-cuda12x", "cupy-cuda13x"},
@@ -81,32 +77,16 @@ ONE_MODULE = (
 )
 
 
-def _documented() -> list[tuple[str, ...]]:
-    """The extras of each `pip install` command line of install.md (() for the client alone)."""
-    lines = re.findall(r'^pip install "?(?:yolo-triton|\.)(?:\[([\w,-]+)\])?"?(?:\s|$)', INSTALL_MD.read_text(), re.M)
-    return [tuple(extras.split(",")) if extras else () for extras in lines]
-
-
-def _expanded(extras) -> list[str]:
-    """What pip installs for yolo-triton[extras], this project itself aside: its dependencies and each
-    extra's, an extra of its own (embedded's yolo-triton[server]) expanded in turn."""
-    project = pyproject()
-    result, todo = list(project["dependencies"]), list(extras)
-    while todo:
-        for requirement in project["optional-dependencies"][todo.pop()]:
-            if (own := re.fullmatch(r"yolo-triton\[([\w,-]+)\]", requirement)) is not None:
-                todo += own[1].split(",")
-            else:
-                result.append(requirement)
-    return result
-
-
-def _closure(requirements: list[str], metadata: dict[str, dict]) -> dict[str, str]:
-    """{name: version} of the resolved distributions these requirements install, transitively."""
+def _closure(requirements: list[str]) -> dict[str, str]:
+    """{name: version} of the resolved distributions these requirements install, transitively (markers
+    evaluated for the Python and platform the resolution was made for)."""
+    metadata = RESOLVED["metadata"]
     versions, todo = {}, [(Requirement(r), "") for r in requirements]
     while todo:
         requirement, extra = todo.pop()
-        if requirement.marker is not None and not requirement.marker.evaluate({"extra": extra}):
+        if requirement.marker is not None and not requirement.marker.evaluate(
+            {**RESOLVED["environment"], "extra": extra}
+        ):
             continue
         name = canonicalize_name(requirement.name)
         assert metadata[name]["version"] in requirement.specifier, f"{requirement}: resolved {metadata[name]}"
@@ -126,59 +106,43 @@ def _metadata_file(metadata: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(scope="module")
-def resolved(tmp_path_factory) -> dict[tuple[str, ...], tuple[dict[str, str], subprocess.CompletedProcess]]:
-    """{extras: ({name: version} of what the line installs, `pip check` over an environment of exactly
-    those)} for every documented line (this Python and platform, wheels only)."""
-    folder = tmp_path_factory.mktemp("resolved")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(folder / "pip"), RESOLVING_PIP],
-        check=True,
-        timeout=300,
-    )
-    pip = [sys.executable, str(folder / "pip" / "pip")]
-    union = sorted({extra for extras in _documented() for extra in extras})
-    report = folder / "report.json"
-    command = [*pip, "install", "--dry-run", "--ignore-installed", "--quiet", "--use-feature=fast-deps"]
-    run = subprocess.run(
-        [*command, "--only-binary=:all:", "--report", str(report), *_expanded(union)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, f"pip cannot install yolo-triton[{','.join(union)}]: {run.stderr[-3000:]}"
-    metadata = {
-        canonicalize_name(i["metadata"]["name"]): i["metadata"] for i in json.loads(report.read_text())["install"]
-    }
-    result = {}
-    for i, extras in enumerate(_documented()):
-        versions = _closure(_expanded(extras), metadata)
-        venv = folder / f"venv{i}"
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-        (site,) = venv.glob("lib/python*/site-packages")
-        for name in versions:
-            info = site / f"{name.replace('-', '_')}-{versions[name]}.dist-info"
-            info.mkdir()
-            (info / "METADATA").write_text(_metadata_file(metadata[name]))
-        check = [*pip, "--python", str(venv / "bin" / "python"), "check"]
-        result[extras] = versions, subprocess.run(check, capture_output=True, text=True, timeout=120)
-    return result
+def test_the_resolution_is_of_these_requirements():
+    """pyproject.toml or install.md changed since the resolution was written: run the script again."""
+    again = f"run `.venv/bin/python {RESOLVED['command']}` (online) and commit its output"
+    assert RESOLVED["requirements"] == resolve_extras.all_requirements(), again
 
 
 def test_the_documented_combinations():
-    documented = _documented()
+    documented = resolve_extras.documented()
     assert documented[:3] == [(), ("draw", "gateway"), ("embedded", "export", "cpu")]
     assert {("server", "cpu"), ("server", "gpu-cu13"), ("server", "gpu-cu12")} <= set(documented)
 
 
-@pytest.mark.parametrize("extras", _documented(), ids=lambda e: "+".join(e) or "client")
-def test_each_documented_install_is_consistent(resolved, extras):
-    versions, check = resolved[extras]
-    assert check.returncode == 0 and "No broken requirements found." in check.stdout, check.stdout + check.stderr
+@pytest.mark.parametrize("extras", resolve_extras.documented(), ids=lambda e: "+".join(e) or "client")
+def test_each_documented_install_is_consistent(tmp_path, extras):
+    recorded = RESOLVED["environment"]
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if (recorded["python_version"], recorded["sys_platform"]) != (here, sys.platform):
+        pytest.skip(f"resolved for Python {recorded['python_version']} on {recorded['sys_platform']}")
+    versions = _closure(resolve_extras.expanded(extras))
     for module in ONE_MODULE:
         assert len(module & set(versions)) <= 1, f"{extras}: {sorted(module & set(versions))} hold one module"
     project = pyproject()["optional-dependencies"]
     for extra in {"gpu-cu12", "gpu-cu13"} & set(extras):  # the exact pins, nothing moved by another extra
         for requirement in map(Requirement, project[extra]):
-            if requirement.marker is None or requirement.marker.evaluate():
+            if requirement.marker is None or requirement.marker.evaluate(RESOLVED["environment"]):
                 assert versions[canonicalize_name(requirement.name)] in requirement.specifier, requirement
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (site,) = venv.glob("lib/python*/site-packages")
+    for name, version in versions.items():
+        info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(_metadata_file(RESOLVED["metadata"][name]))
+    check = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0 and "No broken requirements found." in check.stdout, check.stdout + check.stderr
