@@ -4,6 +4,7 @@ ModelConfig protobuf, which tritonclient ships, written in its text format (whic
     preprocess_config   the Python preprocess model of the variants of one input size and letterbox
     detector_config     a variant's detector, run by its target (yolo_triton.targets)
     ensemble_config     a variant's ensemble: image -> preprocess -> detector -> num_dets, det_boxes, ...
+                        (image -> detector where the target's detector preprocesses)
 
 Tensors, names and batch sizes come from yolo_triton.contract, all that differs per target from its row.
 """
@@ -137,7 +138,7 @@ def detector_config(
         name or v.detector,
         t.runtime,
         v.max_batch_size,
-        inputs or v.detector_inputs,
+        inputs or (v.inputs if t.preprocesses else v.detector_inputs),
         outputs or v.outputs,
         v.preferred_batch_sizes,
         kind=t.device.instance_kind,
@@ -149,7 +150,9 @@ def detector_config(
     )
 
 
-def ensemble_config(v: Variant) -> str:
+def ensemble_config(v: Variant, target: str = "onnxruntime-cpu") -> str:
+    """image -> preprocess -> detector; a target whose detector preprocesses: image -> detector."""
+
     def step(model: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]):
         return model_config_pb2.ModelEnsembling.Step(
             model_name=model,
@@ -166,7 +169,9 @@ def ensemble_config(v: Variant) -> str:
             input=_tensors(model_config_pb2.ModelInput, v.inputs),
             output=_tensors(model_config_pb2.ModelOutput, v.outputs),
             ensemble_scheduling=model_config_pb2.ModelEnsembling(
-                step=[
+                step=[step(v.detector, v.inputs, v.outputs)]
+                if TARGETS[target].preprocesses
+                else [
                     step(v.preprocess, v.inputs, v.detector_inputs),
                     step(v.detector, v.detector_inputs, v.outputs),
                 ]

@@ -8,6 +8,9 @@ For each chosen variant it writes three models, configs from yolo_triton.model_c
                             the target (yolo_triton.targets)
     <variant>               ensemble: image -> preprocess -> detector -> num_dets, det_boxes, ...
 
+(pytorch-gpu-inprocess: no preprocess model; its detector takes the encoded images and the
+ensemble is image -> detector.)
+
 The folder holds all it needs and nothing that points back here: a stock Triton of the pinned
 release serves it where its Python has this package installed (model_repository/README.md).
 
@@ -40,17 +43,6 @@ MODEL_SOURCES = Path(__file__).resolve().parent / "triton_models"
 DEVICES = ("auto", "gpu", "cpu")
 
 
-def _gpu_preprocessing_available() -> bool:
-    """CuPy and nvImageCodec importable here, and a CUDA GPU (what preprocess needs on the GPU)."""
-    try:
-        import cupy
-        from nvidia import nvimgcodec  # noqa: F401
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
-
-
 def _pytorch_gpu_available() -> bool:
     """PyTorch (with torchvision) here can use the GPU: its CUDA build runs on this driver."""
     try:
@@ -74,7 +66,9 @@ def _onnxruntime_gpu_available() -> bool:
 def gpu_target() -> str | None:
     """The GPU target this machine can serve, fastest first (benchmarks/RESULTS.md): pytorch-gpu where
     pip's PyTorch runs on the driver, else onnxruntime-gpu (a CUDA 12 driver); None without a GPU runtime."""
-    if not _gpu_preprocessing_available():
+    from yolo_triton.batch_preprocessing import gpu_available
+
+    if not gpu_available():
         return None
     if _pytorch_gpu_available():
         return "pytorch-gpu"
@@ -159,7 +153,11 @@ def write_repository(
     ]
 
     out = Path(out)
-    preprocess = {v.preprocess: [w for w in variants if w.preprocess == v.preprocess] for v in variants}
+    preprocess = (
+        {}
+        if t.preprocesses
+        else {v.preprocess: [w for w in variants if w.preprocess == v.preprocess] for v in variants}
+    )
     wanted = {*preprocess, *(v.name for v in variants), *(v.detector for v in variants)}
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.iterdir():  # a model left from an earlier choice would be served too
@@ -179,7 +177,7 @@ def write_repository(
         model(name, preprocess_config(served, target), "preprocess.py")
     for v in variants:
         version = model(v.detector, detector_config(v, target, precision=precision), t.source)
-        model(v.name, ensemble_config(v))
+        model(v.name, ensemble_config(v, target))
         product = version / t.artifact
         stamp = product.with_name(product.name + ".key")
         key = _export_key(v, t, precision)

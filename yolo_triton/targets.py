@@ -97,6 +97,11 @@ def pytorch_gpu_parameters(v: Variant, precision: str) -> dict[str, str]:
     return {**_gpu_python_parameters(v), "precision": precision, "variant": json.dumps(fields)}
 
 
+def pytorch_gpu_inprocess_parameters(v: Variant, precision: str) -> dict[str, str]:
+    """pytorch_gpu_parameters, and where the detector decodes and letterboxes (the GPU, as preprocess would)."""
+    return {**pytorch_gpu_parameters(v, precision), "preprocess_device": GPU.name}
+
+
 @dataclass(frozen=True)
 class Target:
     """How the detector runs; the ensemble, its contract and the graph's semantics are the same for all."""
@@ -118,6 +123,9 @@ class Target:
     optimization: model_config_pb2.ModelOptimizationPolicy | None = None  # the detector config's, if any
     warmup: bool = False  # the detector is warmed at load at batch 1 and the max batch (model_config.warmup)
     detector_instances: int | None = None  # of the detector, where not the device's
+    # the detector takes the encoded images and decodes and letterboxes them itself: no preprocess model,
+    # no hand-off tensors between models (the ensemble has the detector alone)
+    preprocesses: bool = False
 
     @property
     def instances(self) -> int:
@@ -196,6 +204,20 @@ TARGETS: dict[str, Target] = {
             artifact="model.pt",
             parameters=pytorch_gpu_parameters,
             detector_instances=PYTORCH_DETECTOR_INSTANCES,
+        ),
+        Target(
+            "pytorch-gpu-inprocess",
+            "pytorch-gpu with the decoding and letterboxing in the detector's own Python model: the images"
+            " go to the network in GPU memory within one process, no hand-off tensors between models",
+            nms=None,
+            precision="fp16",
+            runtime=PYTHON,
+            device=GPU,
+            source="pytorch_detector.py",
+            artifact="model.pt",
+            parameters=pytorch_gpu_inprocess_parameters,
+            detector_instances=PYTORCH_DETECTOR_INSTANCES,
+            preprocesses=True,
         ),
         Target(
             "tensorrt",

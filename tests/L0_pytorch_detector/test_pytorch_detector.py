@@ -1,11 +1,13 @@
-"""The pytorch-gpu target's repository, served by the real Triton with its models moved to the CPU
-(no GPU here: preprocess on OpenCV, the PyTorch detector eager instead of CUDA graphs, the images from
-host memory instead of DLPack): the Python model's batching, padding rows and per-request split give
-each request Ultralytics' detections of its own photos. The GPU path itself runs on the GPU machine
-(tests/device, benchmarks/RESULTS.md)."""
+"""The pytorch-gpu and pytorch-gpu-inprocess targets' repositories, served by the real Triton with their
+models moved to the CPU (no GPU here: decoding on OpenCV, the PyTorch detector eager instead of CUDA
+graphs, the images from host memory instead of DLPack): the Python model's batching, padding rows and
+per-request split give each request Ultralytics' detections of its own photos, and a request that does
+not decode (in-process) fails alone. The GPU path itself runs on the GPU machine (tests/device,
+benchmarks/RESULTS.md)."""
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import tritonclient.grpc as grpc
 from conftest import weights_of
 from google.protobuf import text_format
@@ -17,7 +19,8 @@ from yolo_triton.contract import VARIANTS
 from yolo_triton.repository import write_repository
 from yolo_triton.tritonserver import TritonServer, free_ports
 
-MODELS = ("yolov11_nano", "yolov26_nano")  # best class with NMS, and the NMS-free head
+# best class with NMS, and the NMS-free head; in-process differs only in where decoding happens: one
+MODELS = {"pytorch-gpu": ("yolov11_nano", "yolov26_nano"), "pytorch-gpu-inprocess": ("yolov11_nano",)}
 
 
 def _on_the_cpu(repository):
@@ -25,33 +28,48 @@ def _on_the_cpu(repository):
         config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
         for group in config.instance_group:
             group.kind = model_config_pb2.ModelInstanceGroup.KIND_CPU
-        if "device" in config.parameters:
-            config.parameters["device"].string_value = "cpu"
+        for where in ("device", "preprocess_device"):  # preprocess's, the in-process detector's
+            if where in config.parameters:
+                config.parameters[where].string_value = "cpu"
         path.write_text(text_format.MessageToString(config, as_utf8=True))
 
 
-def test_pytorch_detector_served(tmp_path, test_images, reference):
-    repository = write_repository(tmp_path / "repository", {m: str(weights_of(m)) for m in MODELS}, "pytorch-gpu")
+@pytest.mark.parametrize("target", MODELS)
+def test_pytorch_detector_served(tmp_path, test_images, reference, target):
+    models = MODELS[target]
+    repository = write_repository(tmp_path / "repository", {m: str(weights_of(m)) for m in models}, target)
     assert {p.name for p in repository.glob("*_detector/1/*")} == {"model.py", "model.pt", "model.pt.key"}
+    inprocess = target == "pytorch-gpu-inprocess"
+    assert inprocess == (not list(repository.glob("preprocess*")))
     _on_the_cpu(repository)
     photos = test_images[:24]
     server = TritonServer(repository, tmp_path / "build", *free_ports(3), log=tmp_path / "tritonserver.log")
     with server:
-        for model in MODELS:
+        for model in models:
             v, expected = VARIANTS[model], reference(model, photos)
 
             def send(chunk):  # requests of 1 to 3 photos, batched together by Triton
+                rows = [p.read_bytes() if p is not None else b"not an image" for p in chunk]
                 with grpc.InferenceServerClient(server.grpc_url) as client:
-                    return chunk, client.infer(model, [image_input([p.read_bytes() for p in chunk])])
+                    try:
+                        return chunk, client.infer(model, [image_input(rows)])
+                    except grpc.InferenceServerException as e:
+                        return chunk, e
 
             starts = [0, 1, 3, 6, 7, 9, 12, 13, 15, 18, 19, 21, 24]  # requests of 1, 2 and 3 photos
             chunks = [photos[a:b] for a, b in zip(starts, starts[1:])]
+            bad = [[photos[0], None]] * 3  # a good photo, then a row that does not decode
             counts = MatchCounts()
             with ThreadPoolExecutor(8) as pool:
-                for chunk, result in pool.map(send, chunks):
+                for chunk, result in pool.map(send, [*chunks[:6], *bad, *chunks[6:]]):
+                    if None in chunk:
+                        assert isinstance(result, grpc.InferenceServerException), result
+                        assert "image 1 of 2" in result.message(), result.message()
+                        continue
                     for row, path in enumerate(chunk):
                         outputs = [result.as_numpy(s.name)[row] for s in v.outputs]
                         counts.add(path.name, expected[path], Detections.from_outputs(*outputs))
             assert counts.matched_fraction >= 0.99 and counts.extra_fraction <= 0.01, f"{model}: {counts}"
     log = (tmp_path / "tritonserver.log").read_text()
     assert "PyTorch" in log and "eager" in log
+    assert inprocess == ("decoding and letterboxing on the CPU (OpenCV)" in log)

@@ -94,6 +94,15 @@ def test_ensemble_config_is_the_contract(name):
     assert dict(second.output_map) == {s.name: s.name for s in v.outputs}
 
 
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_an_ensemble_whose_detector_preprocesses_is_one_step(name):
+    v = VARIANTS[name]
+    (only,) = _parse(ensemble_config(v, "pytorch-gpu-inprocess")).ensemble_scheduling.step
+    assert only.model_name == v.detector
+    assert dict(only.input_map) == {"image": "image"}
+    assert dict(only.output_map) == {s.name: s.name for s in v.outputs}
+
+
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_detector_config_is_the_contract(name, target):
@@ -110,7 +119,7 @@ def test_detector_config_is_the_contract(name, target):
         else model_config_pb2.ModelInstanceGroup.KIND_CPU
     )
     assert [g.kind for g in config.instance_group] == [kind]
-    assert _io(config.input) == _spec(v.detector_inputs)
+    assert _io(config.input) == _spec(v.inputs if TARGETS[target].preprocesses else v.detector_inputs)
     assert _io(config.output) == _spec(v.outputs)
     assert list(config.dynamic_batching.preferred_batch_size) == list(v.preferred_batch_sizes)
     assert max(v.preferred_batch_sizes) <= v.max_batch_size
@@ -151,12 +160,12 @@ def test_onnxruntime_backend_config(name):
 
 
 def test_rect_detector_config():
-    """A rect variant: images [3, -1, -1] for every target; the onnxruntime backend's warm-up,
-    which needs whole shapes, at imgsz x imgsz."""
+    """A rect variant: images [3, -1, -1] for every target that takes them; the onnxruntime backend's
+    warm-up, which needs whole shapes, at imgsz x imgsz."""
     from dataclasses import replace
 
     v = replace(VARIANTS["yolov8_nano"], rect=True)
-    for target in TARGETS:
+    for target in (t for t in TARGETS if not TARGETS[t].preprocesses):
         images = next(i for i in _parse(detector_config(v, target)).input if i.name == "images")
         assert list(images.dims) == [3, -1, -1]
     for warmup in _parse(detector_config(v, "onnxruntime-backend")).model_warmup:

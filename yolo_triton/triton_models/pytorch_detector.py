@@ -3,18 +3,23 @@ Ultralytics' network from the weights beside this file (`model.pt`), one CUDA gr
 captured and warmed in initialize(), then NMS and the mapping to original pixels for the whole batch
 on the GPU, with the meaning of the ONNX detector graph.
 
-- The `images` batch from `preprocess` stays in GPU memory: the config sets
+- pytorch-gpu: the `images` batch from `preprocess` stays in GPU memory: the config sets
   FORCE_CPU_ONLY_INPUT_TENSORS "no", each request's tensor is viewed by DLPack and copied device to
   device into the graph's input; a tensor from host memory (a client calling the detector directly)
   is copied up. On a host of several GPUs a tensor may come from preprocess on another GPU than this
   instance's (Triton hands an input over where it was made): PyTorch's copy_ across devices copies
   it, after the work queued on this instance's stream and before what follows there (events on both
   devices' streams). The letterbox rows come from host memory.
-- One graph replay per execution, for all requests together, padded up to the next batch size of
-  the config parameter `batch_sizes`. Config parameters: `precision` (fp16, fp32), `variant` (the
-  variant's fields, JSON: thresholds, K, head kind).
-- The outputs (about 2.4 KB an image) come back to host memory in one copy per execution and are
-  split per request: Triton sends them to the client from host memory anyway.
+- pytorch-gpu-inprocess (config parameter `preprocess_device`): the encoded `image` rows come in and
+  are decoded and letterboxed here (yolo_triton/batch_preprocessing.py, as the preprocess model does),
+  the images viewed by DLPack from CuPy's GPU memory: no tensor crosses between models. A row that
+  does not decode fails its own request; the other requests of the execution are answered.
+- One graph replay per execution (per image shape: rect requests of several shapes run eagerly one
+  shape after another), for all requests together, padded up to the next batch size of the config
+  parameter `batch_sizes`. Config parameters: `precision` (fp16, fp32), `variant` (the variant's
+  fields, JSON: thresholds, K, head kind).
+- The outputs (about 2.4 KB an image) come back to host memory in one copy per call of the network
+  and are split per request: Triton sends them to the client from host memory anyway.
 - An instance of KIND_CPU runs the same on the CPU, eagerly.
 """
 
@@ -27,10 +32,17 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-from yolo_triton.contract import LETTERBOX_PARAMS, Variant, letterboxed_images
+from yolo_triton.contract import IMAGE_INPUT, LETTERBOX_PARAMS, Variant, letterboxed_images
+from yolo_triton.preprocessing import ImageError
 from yolo_triton.torch_detector import Detector
 
 IMAGES = letterboxed_images(640).name  # the name, whatever the size
+
+
+def _tensor(images) -> torch.Tensor:
+    """The preprocessing's images without a copy: NumPy's, or CuPy's GPU memory by DLPack (the
+    preprocessing has finished with it)."""
+    return torch.from_numpy(images) if isinstance(images, np.ndarray) else torch.from_dlpack(images)
 
 
 class TritonPythonModel:
@@ -40,6 +52,17 @@ class TritonPythonModel:
         self.variant = Variant(**json.loads(parameters["variant"]))
         on_gpu = args["model_instance_kind"] == "GPU"
         self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if on_gpu else "cpu")
+        self.preprocess = None
+        if "preprocess_device" in parameters:
+            from yolo_triton.batch_preprocessing import BatchPreprocessor
+
+            self.preprocess = BatchPreprocessor(
+                self.variant.imgsz,
+                self.variant.rect,
+                parameters["preprocess_device"],
+                parameters.get("decoders"),
+                self.device.index or 0,
+            )
         if on_gpu:
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN's fastest algorithms, chosen once
@@ -59,6 +82,8 @@ class TritonPythonModel:
         if on_gpu:
             self.stream.synchronize()
         graphs = f"one CUDA graph per batch size {sorted(self.detector.graphs)}" if self.detector.graphs else "eager"
+        if self.preprocess is not None:
+            graphs += f", decoding and letterboxing on the {self.preprocess.where}"
         # what loading made (PyTorch, Ultralytics, CuPy: millions of objects) stays out of every later
         # garbage collection, whose full scans of it paused executions by milliseconds
         gc.collect()
@@ -72,35 +97,57 @@ class TritonPythonModel:
             return torch.from_numpy(tensor.as_numpy())
         return torch.from_dlpack(tensor.to_dlpack())  # GPU memory from preprocess, no copy
 
-    def execute(self, requests):
-        images = [self._images(pb_utils.get_input_tensor_by_name(r, IMAGES)) for r in requests]
-        letterbox = torch.from_numpy(
-            np.concatenate([pb_utils.get_input_tensor_by_name(r, LETTERBOX_PARAMS.name).as_numpy() for r in requests])
-        )
+    def _inputs(self, requests) -> list:
+        """Per request (its images, its letterbox rows), or the ImageError of its first bad row."""
+        if self.preprocess is None:
+            return [
+                (
+                    self._images(pb_utils.get_input_tensor_by_name(r, IMAGES)),
+                    pb_utils.get_input_tensor_by_name(r, LETTERBOX_PARAMS.name).as_numpy(),
+                )
+                for r in requests
+            ]
+        rows = [pb_utils.get_input_tensor_by_name(r, IMAGE_INPUT.name).as_numpy().reshape(-1) for r in requests]
+        return [o if isinstance(o, ImageError) else (_tensor(o[0]), o[1]) for o in self.preprocess(rows)]
+
+    def _detect(self, images: list[torch.Tensor], letterbox: np.ndarray) -> list[np.ndarray]:
+        """The four outputs of these requests' images, in host memory."""
         with torch.cuda.stream(self.stream) if self.device.type == "cuda" else nullcontext():
-            found = self.detector(images, letterbox)
+            found = self.detector(images, torch.from_numpy(letterbox))
             k = self.variant.max_detections
             # one copy to host memory for the four outputs (num and classes are exact in FP32)
             packed = torch.cat(
                 (found.num_dets.float(), found.det_boxes.flatten(1), found.det_scores, found.det_classes.float()), 1
             ).cpu()
         num, boxes, scores, classes = np.split(packed.numpy(), np.cumsum([1, 4 * k, k]), axis=1)
+        return [
+            num.astype(np.int32),
+            np.ascontiguousarray(boxes).reshape(-1, k, 4),
+            np.ascontiguousarray(scores),
+            classes.astype(np.int32),
+        ]
+
+    def execute(self, requests):
+        inputs = self._inputs(requests)
+        by_shape: dict[tuple, list[int]] = {}  # one network call per image shape (rect), in request order
+        for i, given in enumerate(inputs):
+            if not isinstance(given, ImageError):
+                by_shape.setdefault(tuple(given[0].shape[1:]), []).append(i)
+        outputs = {}
+        for members in by_shape.values():
+            found = self._detect([inputs[i][0] for i in members], np.concatenate([inputs[i][1] for i in members]))
+            start = 0
+            for i in members:
+                end = start + len(inputs[i][0])
+                outputs[i] = [value[start:end] for value in found]
+                start = end
         names = [s.name for s in self.variant.outputs]  # num_dets, det_boxes, det_scores, det_classes
-        outputs = dict(
-            zip(
-                names,
-                (
-                    num.astype(np.int32),
-                    np.ascontiguousarray(boxes).reshape(-1, k, 4),
-                    np.ascontiguousarray(scores),
-                    classes.astype(np.int32),
-                ),
-            )
-        )
-        responses, start = [], 0
-        for image_batch in images:
-            end = start + len(image_batch)
-            tensors = [pb_utils.Tensor(name, value[start:end]) for name, value in outputs.items()]
-            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-            start = end
+        responses = []
+        for i, given in enumerate(inputs):
+            if isinstance(given, ImageError):
+                error = pb_utils.TritonError(str(given), pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(error=error))
+            else:
+                tensors = [pb_utils.Tensor(name, value) for name, value in zip(names, outputs[i])]
+                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
         return responses

@@ -1,0 +1,94 @@
+"""A batch of requests' encoded rows -> per request its letterboxed images and letterbox rows, or the
+ImageError naming its bad row: what the `preprocess` model does for every GPU and CPU target, and the
+`pytorch-gpu-inprocess` detector inside its own execution.
+
+On the GPU (nvImageCodec + CuPy, gpu_preprocessing.py) the images are a CuPy array in GPU memory;
+on the CPU (OpenCV, preprocessing.py) a NumPy array. The letterbox rows are NumPy either way.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+
+from yolo_triton.contract import image_error
+from yolo_triton.preprocessing import CpuPreprocessor, ImageError
+
+DEVICES = ("auto", "gpu", "cpu")
+
+
+def gpu_available() -> bool:
+    """CuPy and nvImageCodec importable here, and a CUDA GPU (what the GPU preprocessing needs)."""
+    try:
+        import cupy
+        from nvidia import nvimgcodec  # noqa: F401
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+class BatchPreprocessor:
+    """device: "auto" (the GPU when gpu_available()), "gpu" or "cpu"; decoders (GPU): nvImageCodec's
+    backends, in order (None: gpu_preprocessing's default); rect: each request letterboxed alone to the
+    smallest multiple of the stride, so its images have their own height and width."""
+
+    def __init__(
+        self, imgsz: int, rect: bool = False, device: str = "auto", decoders: str | None = None, device_id: int = 0
+    ):
+        if device not in DEVICES:
+            raise ValueError(f"parameter device must be one of {', '.join(DEVICES)}, not {device!r}")
+        self.rect = rect
+        self.on_gpu = device == "gpu" or (device == "auto" and gpu_available())
+        if self.on_gpu:
+            import cupy
+
+            from yolo_triton.gpu_preprocessing import GpuPreprocessor
+
+            self.impl = GpuPreprocessor(imgsz, device_id, tuple(decoders.split(",")) if decoders else None, rect)
+            with self.impl.device:
+                self.stream = cupy.cuda.Stream(non_blocking=True)
+            # CuPy 13 deprecates toDlpack(), the bare capsule handed over without a stream
+            # synchronisation per request: no warning for it in the server's log
+            warnings.filterwarnings("ignore", "This function is deprecated")
+        else:
+            self.impl = CpuPreprocessor(imgsz, rect)
+        # warm-up: kernel compile, decoder start, first OpenCV decode and resize
+        ok, jpeg = cv2.imencode(".jpg", np.full((480, 640, 3), 128, np.uint8))
+        self([[jpeg.tobytes()]])
+
+    @property
+    def where(self) -> str:
+        return f"GPU (nvImageCodec {', '.join(self.impl.backends)} + CuPy)" if self.on_gpu else "CPU (OpenCV)"
+
+    def __call__(self, requests_rows) -> list:
+        """One decode call for all rows of all requests, one letterbox call for all (one per request
+        with rect); per request either (images, letterbox rows) or the ImageError naming its bad row.
+        On the GPU the work is done when this returns."""
+        flat = [data for rows in requests_rows for data in rows]
+        if self.on_gpu:
+            with self.impl.device, self.stream:
+                decoded = self.impl.decode(flat, self.stream)
+                results = self._split(requests_rows, decoded, lambda good: self.impl.letterbox(good, self.stream))
+                self.stream.synchronize()  # the decoded images may be freed once the kernel has read them
+            return results
+        return self._split(requests_rows, self.impl.decode(flat), self.impl.letterbox)
+
+    def _split(self, requests_rows, decoded, letterbox):
+        """rect: each request letterboxed alone, to its own shape; else all at once."""
+        outcomes, good, start = [], [], 0
+        for rows in requests_rows:
+            mine = decoded[start : start + len(rows)]
+            start += len(rows)
+            bad = next(((i, r) for i, r in enumerate(mine) if isinstance(r, ImageError)), None)
+            if bad:
+                outcomes.append(ImageError(image_error(bad[0], len(rows), bad[1])))
+            else:
+                outcomes.append((len(good), len(good) + len(mine)))
+                good.extend(mine)
+        if self.rect:
+            return [o if isinstance(o, ImageError) else letterbox(good[o[0] : o[1]]) for o in outcomes]
+        batch, params = letterbox(good)
+        return [o if isinstance(o, ImageError) else (batch[o[0] : o[1]], params[o[0] : o[1]]) for o in outcomes]
