@@ -237,7 +237,7 @@ def _infer(url: str, model: str, images: list[bytes]) -> dict:
     )
 
 
-GPU_TARGETS = ("pytorch-gpu", "onnxruntime-gpu")
+GPU_TARGETS = ("pytorch-gpu", "onnxruntime-gpu", "pytorch-gpu-inprocess")
 RUNTIME = os.environ.get("RUNTIME", GPU_TARGETS[0])  # the detector runtime of every step but `runtimes`
 
 
