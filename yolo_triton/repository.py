@@ -43,6 +43,10 @@ MODEL_SOURCES = Path(__file__).resolve().parent / "triton_models"
 DEVICES = ("auto", "gpu", "cpu")
 
 
+class SettingError(ValueError):
+    """A YOLO_DEVICE or YOLO_PRECISION this machine cannot serve: one line naming the variable."""
+
+
 def _pytorch_gpu_available() -> bool:
     """PyTorch (with torchvision) here can use the GPU: its CUDA build runs on this driver."""
     try:
@@ -78,10 +82,10 @@ def gpu_target() -> str | None:
 def auto_target(device: str = "auto") -> str:
     """YOLO_DEVICE: "gpu" or "cpu" force a side; "auto" serves on the GPU when its runtime is here."""
     if device not in DEVICES:
-        raise ValueError(f"YOLO_DEVICE must be one of {DEVICES}, not {device!r}")
+        raise SettingError(f"YOLO_DEVICE must be one of {', '.join(DEVICES)}, not {device!r}")
     on_gpu = gpu_target() if device != "cpu" else None
     if device == "gpu" and on_gpu is None:
-        raise RuntimeError(
+        raise SettingError(
             "YOLO_DEVICE=gpu, but CuPy, nvImageCodec, a GPU build of PyTorch or ONNX Runtime, or a CUDA GPU"
             " is missing here"
         )
@@ -206,6 +210,16 @@ def choose_target(requested: str = "auto", env: dict[str, str] | None = None) ->
     return auto_target(env.get("YOLO_DEVICE", "auto")) if requested == "auto" else requested
 
 
+def chosen_precision(env: dict[str, str] | None = None) -> str | None:
+    """YOLO_PRECISION: the network's precision over the target's own (None: unset or empty)."""
+    from yolo_triton.export.create_onnx import PRECISIONS
+
+    precision = (os.environ if env is None else env).get("YOLO_PRECISION") or None
+    if precision is not None and precision not in PRECISIONS:
+        raise SettingError(f"YOLO_PRECISION must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return precision
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -218,12 +232,12 @@ def main():
         " (YOLO_DEVICE=gpu|cpu forces one). " + "; ".join(f"{t.name}: {t.description}" for t in TARGETS.values()),
     )
     args = parser.parse_args()
-    target = choose_target(args.target)
-    print(f"target {target}: {TARGETS[target].description}", flush=True)
     try:
+        target, precision = choose_target(args.target), chosen_precision()
+        print(f"target {target}: {TARGETS[target].description}", flush=True)
         models = resolve_models()
-        print(write_repository(args.out, models, target, os.environ.get("YOLO_PRECISION") or None, models_source()))
-    except (WeightsError, ModelsFileError) as e:
+        print(write_repository(args.out, models, target, precision, models_source()))
+    except (SettingError, WeightsError, ModelsFileError) as e:
         print(e, file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from yolo_triton.models_file import ModelsFileError
-from yolo_triton.repository import DEFAULT_OUT, ROOT, choose_target, write_repository
+from yolo_triton.repository import DEFAULT_OUT, ROOT, SettingError, choose_target, chosen_precision, write_repository
 from yolo_triton.targets import TARGETS
 from yolo_triton.tritonserver import INFERENCE_KEY_ENV, TritonServer, gpu_server_args, inference_key_args, ports_in_use
 from yolo_triton.weights import WeightsError, models_source, resolve_models
@@ -57,18 +57,16 @@ def main():
         print(f"{INFERENCE_KEY_ENV}: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     try:
+        target, precision = choose_target(), chosen_precision()
         models = resolve_models()
-        target = choose_target()
         print(
             f"Serving on the {'GPU' if TARGETS[target].on_gpu else 'CPU'}: detector target {target} "
             f"({TARGETS[target].description}).",
             flush=True,
         )
         print(f"Exporting and writing the model repository for {', '.join(models)} ...", flush=True)
-        repository = write_repository(
-            args.repository, models, target, os.environ.get("YOLO_PRECISION") or None, models_source()
-        )
-    except (WeightsError, ModelsFileError) as e:
+        repository = write_repository(args.repository, models, target, precision, models_source())
+    except (SettingError, WeightsError, ModelsFileError) as e:
         print(e, file=sys.stderr)
         raise SystemExit(2) from None
     server = TritonServer(

@@ -11,7 +11,7 @@ from tritonclient.grpc import model_config_pb2
 
 from yolo_triton.contract import IMAGE_INPUT, PREPROCESS_MODEL, VARIANTS, Variant, detection_outputs
 from yolo_triton.model_config import QUEUE_BATCHES, detector_config, ensemble_config, preprocess_config
-from yolo_triton.repository import choose_target
+from yolo_triton.repository import SettingError, choose_target
 from yolo_triton.targets import (
     CPU_PREPROCESS_INSTANCES,
     GPU_DETECTOR_INSTANCES,
@@ -225,9 +225,9 @@ def test_target_choice(monkeypatch):
     assert choose_target("auto", {}) == "onnxruntime-cpu"
     assert choose_target("auto", {"YOLO_DEVICE": "cpu"}) == "onnxruntime-cpu"
     assert choose_target("tensorrt", {"YOLO_DEVICE": "cpu"}) == "tensorrt"  # an explicit target is taken as given
-    with pytest.raises(RuntimeError, match="YOLO_DEVICE=gpu"):
+    with pytest.raises(SettingError, match="YOLO_DEVICE=gpu"):
         choose_target("auto", {"YOLO_DEVICE": "gpu"})
-    with pytest.raises(ValueError, match="YOLO_DEVICE must be one of"):
+    with pytest.raises(SettingError, match="YOLO_DEVICE must be one of"):
         choose_target("auto", {"YOLO_DEVICE": "tpu"})
     for gpu in ("pytorch-gpu", "onnxruntime-gpu"):
         monkeypatch.setattr(repository, "gpu_target", lambda gpu=gpu: gpu)

@@ -123,6 +123,8 @@ MISTAKES = {
         {"YOLO_MODELS_FILE": "{folder}/models.yaml", "YOLO_WEIGHTS_DIR": "{folder}"},
         "YOLO_MODELS_FILE names the models and their weights: unset YOLO_WEIGHTS_DIR",
     ),
+    "unknown device": ({"YOLO_DEVICE": "tpu"}, "YOLO_DEVICE must be one of auto, gpu, cpu, not 'tpu'"),
+    "unknown precision": ({"YOLO_PRECISION": "fp8"}, "YOLO_PRECISION must be one of fp32, fp16, not 'fp8'"),
 }
 
 
