@@ -47,7 +47,7 @@ def wheel_root() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
             "nvidia-pytriton (it carries tritonserver) is not installed: "
-            'run `make install`, or pip install "yolo-triton[embedded]"'
+            'run `make install`, or pip install ".[embedded]" in this project\'s checkout'
         )
     return Path(spec.submodule_search_locations[0]).parent
 

@@ -1,7 +1,7 @@
 """The `yolo-triton` command, as installed by the package, against the real server: JSON lines and
 CSV that parse, one answer per image in order, a bad file reported without losing the others,
 annotated images with boxes where the detections are, exit statuses, and the client's own
-distributions (`pip install yolo-triton`) being enough to detect."""
+distributions (`pip install .`) being enough to detect."""
 
 import csv
 import io
@@ -136,8 +136,9 @@ def test_a_models_own_class_names(triton, test_images, tmp_path):
 
 
 def test_the_client_alone_detects(triton, tmp_path):
-    """`pip install yolo-triton` (numpy, tritonclient, tqdm, nothing else importable) detects;
-    --save, which draws with the [draw] extra, says so in one line instead of a traceback."""
+    """`pip install .` (numpy, tritonclient, tqdm, nothing else importable) detects;
+    --save, which draws with the [draw] extra, and the gateway ([gateway]) say so in one line instead of a
+    traceback."""
     client_only = pyproject()["dependencies"]
     bus = ultralytics_assets() / "bus.jpg"
     cli = ("run", "yolo_triton.client.cli", "detect", "--url", triton.grpc_url, "--model", "yolov8_nano", str(bus))
@@ -154,5 +155,12 @@ def test_the_client_alone_detects(triton, tmp_path):
     )
     assert save.returncode == 2 and not save.stdout, save.stderr[-3000:]
     assert save.stderr.strip().splitlines() == [
-        'yolo-triton: error: --save draws with OpenCV and Pillow (cv2 is missing): pip install "yolo-triton[draw]"'
+        "yolo-triton: error: --save draws with OpenCV and Pillow (cv2 is missing):"
+        ' in the checkout: pip install ".[draw]"'
     ]
+    gateway = ("run", "yolo_triton.client.cli", "gateway", "--url", triton.grpc_url)
+    alone = subprocess.run(command(client_only, *gateway), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 2 and alone.stderr.strip().splitlines() == [
+        "yolo-triton: error: the gateway runs on FastAPI and uvicorn (uvicorn is missing):"
+        ' in the checkout: pip install ".[gateway]"'
+    ], alone.stderr[-3000:]

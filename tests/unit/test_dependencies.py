@@ -1,6 +1,6 @@
 """pyproject.toml's dependencies are complete: each part of the package imports with only the
 distributions its extra installs (and what they require), every other top-level import blocked.
-`pip install yolo-triton` is the client; drawing, the gateway, evaluation, export and the Triton
+`pip install .` is the client; drawing, the gateway, evaluation, export and the Triton
 side each come with their extra."""
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def _annotated_saver(save_dir: Path | None):
         from yolo_triton.client.annotate import save_annotated
     except ModuleNotFoundError as e:
         raise ClientError(
-            f'--save draws with OpenCV and Pillow ({e.name} is missing): pip install "yolo-triton[draw]"'
+            f'--save draws with OpenCV and Pillow ({e.name} is missing): in the checkout: pip install ".[draw]"'
         ) from None
     return save_annotated
 
@@ -166,9 +166,14 @@ def eval_command(args) -> int:
 
 
 def gateway_command(args) -> int:
-    import uvicorn
+    try:
+        import uvicorn
 
-    from yolo_triton.client.gateway import create_app
+        from yolo_triton.client.gateway import create_app
+    except ModuleNotFoundError as e:
+        raise ClientError(
+            f'the gateway runs on FastAPI and uvicorn ({e.name} is missing): in the checkout: pip install ".[gateway]"'
+        ) from None
 
     uvicorn.run(create_app(_connection(args)), host=args.host, port=args.port, log_level="info")
     return 0
