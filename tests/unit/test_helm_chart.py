@@ -255,6 +255,15 @@ def test_pods_sharing_the_engine_cache_build_and_copy_in_turn(tmp_path):
     assert sorted(p.name for p in built.iterdir()) == ["yolov11_medium", "yolov11_nano", "yolov11_small"]
 
 
+def test_upgrades_roll_with_or_without_a_spare_gpu():
+    """By default a new pod starts before an old one goes; maxSurge 0 for a cluster with no GPU to spare."""
+    strategy = render("default")["Deployment"]["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    no_spare = "updateStrategy.rollingUpdate.maxSurge=0,updateStrategy.rollingUpdate.maxUnavailable=1"
+    strategy = render("default", "--set", no_spare)["Deployment"]["spec"]["strategy"]
+    assert strategy["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+
+
 def test_security_and_disruption():
     objects = render("default")
     pod = objects["Deployment"]["spec"]["template"]["spec"]
@@ -482,6 +491,12 @@ def test_chart_pins_the_version_and_release_of_env():
     own = render("default", "--set", "image.tag=0.1.0-24.10-fix1,engineImage.tag=0.1.0-24.10-fix1")
     assert _triton(own)["image"] == "yolo-triton:0.1.0-24.10-fix1"
     assert own["Deployment"]["spec"]["template"]["spec"]["initContainers"][0]["image"].endswith(":0.1.0-24.10-fix1")
+    # the engine cache is keyed by the image that writes it: a build of one's own does not reuse the release's
+    init_script = {
+        tag: objects["Deployment"]["spec"]["template"]["spec"]["initContainers"][0]["command"][-1]
+        for tag, objects in ((APP_VERSION, objects), ("0.1.0-24.10-fix1", own))
+    }
+    assert all(f'key="{tag}/$(nvidia-smi' in script for tag, script in init_script.items())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["gpu"]["cudaMemoryPoolBytes"] == int(release["CUDA_MEMORY_POOL_BYTES"])
 
