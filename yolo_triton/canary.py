@@ -126,6 +126,8 @@ def infer(server: Server, model: str, image: bytes) -> str | None:
         )
     except TimeoutError:
         return f"no answer in {server.timeout:g} s"
+    except OSError as e:  # the connection refused or dropped: an attempt that failed, not a crash of the check
+        return f"connection failed: {e}"
     return None if status == 200 else f"HTTP {status}: {body[:300].decode(errors='replace')}"
 
 
