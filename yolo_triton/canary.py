@@ -181,6 +181,14 @@ def check(server: Server, model: str, image: bytes, attempts: int) -> Verdict:
     return Verdict(True, f"dead: answered no request during the check: {error}")
 
 
+def longest_run_s(timeout: float, attempts: int) -> float:
+    """The longest a run of the canary can take, each request taking its whole timeout: the ready
+    and index requests, then (all ensembles at once) the statistics before the tries, each try and
+    the statistics after it, the last of which are polled for one timeout more, the pauses between
+    tries, and 5 s for Python to start. A probe's own timeout must be at least this."""
+    return (3 + 2 * attempts + 1) * timeout + (attempts - 1) * RETRY_PAUSE_S + 5
+
+
 def ready(server: Server) -> bool:
     """Whether the server says it is ready; TimeoutError when it does not answer in time."""
     try:
@@ -198,7 +206,7 @@ def _ready_now(server: Server) -> bool:
         return False
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="127.0.0.1:8000", help="Triton's HTTP address")
     parser.add_argument("--timeout", type=float, default=8.0, help="seconds per request")
@@ -212,11 +220,16 @@ def main(argv: list[str] | None = None) -> int:
         "--kill-server", type=int, metavar="PID", help="SIGTERM this process when a ready server has a dead ensemble"
     )
     add_header_option(parser, "a header for every request, e.g. the inference key")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    command_line = parser()
+    args = command_line.parse_args(argv)
     try:
         headers = {**environment_headers(), **parse_headers(args.header), **admin_headers()}
     except ValueError as e:
-        parser.error(str(e))
+        command_line.error(str(e))
     server, image = Server(f"http://{args.url}", headers, args.timeout), tiny_jpeg()
     try:
         if not ready(server):

@@ -14,6 +14,7 @@ import yaml
 from conftest import pyproject, release_settings
 from only_distributions import command
 
+from yolo_triton import canary
 from yolo_triton.contract import LETTERBOX_PARAMS, VARIANTS, letterboxed_images
 from yolo_triton.repository import ROOT
 from yolo_triton.targets import TARGETS
@@ -277,8 +278,16 @@ def test_compose_triton_service(compose):
     assert all(f"--backend-config={c}" in triton["command"] for c in PYTHON_BACKEND_CONFIG)  # as the embedded server
     assert sorted(triton["ports"]) == [f"127.0.0.1:{p}:{p}/tcp" for p in (8000, 8001, 8002)]  # BIND_ADDRESS unset
     assert triton["healthcheck"]["test"] == HEALTHCHECK  # a real inference; test_stub_fault.py runs it
+    defaults = canary.parser().parse_args([])  # the healthcheck runs the canary with its default timeout and tries
+    assert _seconds(triton["healthcheck"]["timeout"]) >= canary.longest_run_s(defaults.timeout, defaults.attempts)
     assert triton["restart"] == "unless-stopped"  # the healthcheck stops a server that cannot serve: this restarts it
     assert triton["shm_size"] and int(triton["ulimits"]["memlock"]) == -1
+
+
+def _seconds(duration: str) -> float:
+    """Compose's duration ("90s", "1m30s") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)([hms])", duration))
 
 
 HEALTHCHECK = ["CMD", "python3", "-m", "yolo_triton.canary", "--url", "127.0.0.1:8000", "--kill-server", "1"]
