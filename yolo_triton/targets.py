@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from tritonclient.grpc import model_config_pb2
 
@@ -168,6 +168,21 @@ TENSORRT_IN_ONNXRUNTIME = model_config_pb2.ModelOptimizationPolicy(
     )
 )
 
+PYTORCH_GPU = Target(
+    "pytorch-gpu",
+    "PyTorch in a Python model: Ultralytics' network as one CUDA graph per batch size, NMS for the"
+    " whole batch on the GPU, input from GPU memory by DLPack: a CUDA GPU whose driver runs pip's"
+    " PyTorch (make serve)",
+    nms=None,
+    precision="fp16",
+    runtime=PYTHON,
+    device=GPU,
+    source="pytorch_detector.py",
+    artifact="model.pt",
+    parameters=pytorch_gpu_parameters,
+    detector_instances=PYTORCH_DETECTOR_INSTANCES,
+)
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
@@ -191,32 +206,13 @@ TARGETS: dict[str, Target] = {
             source="onnxruntime_gpu_detector.py",
             parameters=onnxruntime_gpu_parameters,
         ),
-        Target(
-            "pytorch-gpu",
-            "PyTorch in a Python model: Ultralytics' network as one CUDA graph per batch size, NMS for the"
-            " whole batch on the GPU, input from GPU memory by DLPack: a CUDA GPU whose driver runs pip's"
-            " PyTorch (make serve)",
-            nms=None,
-            precision="fp16",
-            runtime=PYTHON,
-            device=GPU,
-            source="pytorch_detector.py",
-            artifact="model.pt",
-            parameters=pytorch_gpu_parameters,
-            detector_instances=PYTORCH_DETECTOR_INSTANCES,
-        ),
-        Target(
-            "pytorch-gpu-inprocess",
-            "pytorch-gpu with the decoding and letterboxing in the detector's own Python model: the images"
-            " go to the network in GPU memory within one process, no hand-off tensors between models",
-            nms=None,
-            precision="fp16",
-            runtime=PYTHON,
-            device=GPU,
-            source="pytorch_detector.py",
-            artifact="model.pt",
+        PYTORCH_GPU,
+        replace(
+            PYTORCH_GPU,
+            name="pytorch-gpu-inprocess",
+            description="pytorch-gpu with the decoding and letterboxing in the detector's own Python model: the"
+            " images go to the network in GPU memory within one process, no hand-off tensors between models",
             parameters=pytorch_gpu_inprocess_parameters,
-            detector_instances=PYTORCH_DETECTOR_INSTANCES,
             preprocesses=True,
         ),
         Target(
