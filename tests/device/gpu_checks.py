@@ -11,7 +11,11 @@ Steps (default: ensemble,bench):
 - bench: perf_analyzer (gRPC, the photos' JPEG bytes) on the FP16 ensemble, concurrency 1 to 256;
   each stage alone (the detector fed from CUDA shared memory, so its input is in GPU memory as in
   the ensemble); Triton's per-model statistics.
-- tuning: the ensemble at high concurrency with other instance counts and queue delays.
+- tuning: the ensemble at high concurrency with other instance counts and queue delays (the
+  two-model runtimes: preprocess and detector).
+- runtimes: each of RUNTIMES ("name", or "name:N" with N detector instances) in one run: FP16
+  accuracy and perf_analyzer at ENSEMBLE_LEVELS; network: yolo11n's network alone (CUDA graphs);
+  decoders: the ensemble without the hardware JPEG decoder.
 - kernel: the detector graph in ONNX Runtime alone, in this process, input in GPU memory.
 - classical: client decodes and letterboxes (OpenCV), FP32 tensor over gRPC to the same FP16
   network on ONNX Runtime GPU, NMS on the client; the ensemble through the same load generator.
@@ -237,7 +241,7 @@ def _infer(url: str, model: str, images: list[bytes]) -> dict:
     )
 
 
-GPU_TARGETS = ("pytorch-gpu", "onnxruntime-gpu", "pytorch-gpu-inprocess")
+GPU_TARGETS = ("pytorch-gpu", "onnxruntime-gpu")
 RUNTIME = os.environ.get("RUNTIME", GPU_TARGETS[0])  # the detector runtime of every step but `runtimes`
 
 
@@ -307,7 +311,11 @@ def served(out_dir: Path, repository: Path | None = None, ready_s: float = 240):
 
 def ensemble(photos: list[Path], out_dir: Path) -> dict:
     precisions = os.environ.get("PRECISIONS", "fp16,fp32").split(",")
-    return {p: ensemble_accuracy(photos, out_dir, REPOSITORY[p]) for p in precisions}
+    report = {}
+    for precision in precisions:
+        with served(out_dir, REPOSITORY[precision]) as url:
+            report[precision] = ensemble_accuracy(photos, url)
+    return report
 
 
 def _reference() -> dict:
@@ -320,59 +328,58 @@ def _reference() -> dict:
     return reference
 
 
-def ensemble_accuracy(photos: list[Path], out_dir: Path, repository: Path) -> dict:
+def ensemble_accuracy(photos: list[Path], url: str) -> dict:
+    """The served ensemble's detections on the photos against Ultralytics', in batches of 8 and alone;
+    bad inputs refused, the server still ready."""
     reference = _reference()
     model = reference["model"]
-    with served(out_dir, repository) as url:
-        counts = MatchCounts()
-        start = time.perf_counter()
-        for i in range(0, len(photos), 8):
-            chunk = photos[i : i + 8]
-            result = _infer(url, model, [p.read_bytes() for p in chunk])
-            for row, path in enumerate(chunk):
-                ref = reference["detections"][path.name]
-                expected = Detections(
-                    np.array(ref["boxes"], np.float32).reshape(-1, 4), np.array(ref["scores"]), np.array(ref["classes"])
-                )
-                counts.add(
-                    path.name,
-                    expected,
-                    Detections.from_outputs(*(result[s.name][row] for s in VARIANTS[model].outputs)),
-                )
-        seconds = time.perf_counter() - start
-        alone = MatchCounts()  # each photo alone (batch 1): the same detections as in batches of 8?
-        for path in photos[:16]:
+    counts = MatchCounts()
+    start = time.perf_counter()
+    for i in range(0, len(photos), 8):
+        chunk = photos[i : i + 8]
+        result = _infer(url, model, [p.read_bytes() for p in chunk])
+        for row, path in enumerate(chunk):
             ref = reference["detections"][path.name]
             expected = Detections(
                 np.array(ref["boxes"], np.float32).reshape(-1, 4), np.array(ref["scores"]), np.array(ref["classes"])
             )
-            result = _infer(url, model, [path.read_bytes()])
-            alone.add(
-                path.name, expected, Detections.from_outputs(*(result[s.name][0] for s in VARIANTS[model].outputs))
+            counts.add(
+                path.name,
+                expected,
+                Detections.from_outputs(*(result[s.name][row] for s in VARIANTS[model].outputs)),
             )
-        bad = {}
-        for kind, data in (("empty", b""), ("random", os.urandom(5000)), ("truncated", photos[0].read_bytes()[:300])):
-            try:
-                _infer(url, model, [data])
-                bad[kind] = "answered?"
-            except urllib.error.HTTPError as e:
-                bad[kind] = f"{e.code}: {json.loads(e.read()).get('error', '')[:160]}"
-        return {
-            "model": model,
-            "reference_from": reference.get("device", "cpu fp32"),
-            "images": len(photos),
-            "match": str(counts),
-            "reference": counts.reference,
-            "matched": counts.matched,
-            "extra": counts.ours - counts.matched,
-            "matched_fraction": counts.matched_fraction,
-            "extra_fraction": counts.extra_fraction,
-            "misses": counts.misses[:10],
-            "seconds": round(seconds, 2),
-            "first_16_alone": str(alone),
-            "bad_inputs": bad,
-            "still_ready": urllib.request.urlopen(f"http://{url}/v2/health/ready").status == 200,
-        }
+    seconds = time.perf_counter() - start
+    alone = MatchCounts()  # each photo alone (batch 1): the same detections as in batches of 8?
+    for path in photos[:16]:
+        ref = reference["detections"][path.name]
+        expected = Detections(
+            np.array(ref["boxes"], np.float32).reshape(-1, 4), np.array(ref["scores"]), np.array(ref["classes"])
+        )
+        result = _infer(url, model, [path.read_bytes()])
+        alone.add(path.name, expected, Detections.from_outputs(*(result[s.name][0] for s in VARIANTS[model].outputs)))
+    bad = {}
+    for kind, data in (("empty", b""), ("random", os.urandom(5000)), ("truncated", photos[0].read_bytes()[:300])):
+        try:
+            _infer(url, model, [data])
+            bad[kind] = "answered?"
+        except urllib.error.HTTPError as e:
+            bad[kind] = f"{e.code}: {json.loads(e.read()).get('error', '')[:160]}"
+    return {
+        "model": model,
+        "reference_from": reference.get("device", "cpu fp32"),
+        "images": len(photos),
+        "match": str(counts),
+        "reference": counts.reference,
+        "matched": counts.matched,
+        "extra": counts.ours - counts.matched,
+        "matched_fraction": counts.matched_fraction,
+        "extra_fraction": counts.extra_fraction,
+        "misses": counts.misses[:10],
+        "seconds": round(seconds, 2),
+        "first_16_alone": str(alone),
+        "bad_inputs": bad,
+        "still_ready": urllib.request.urlopen(f"http://{url}/v2/health/ready").status == 200,
+    }
 
 
 SCRATCH = Path("/tmp/yolo_triton_device")
@@ -443,23 +450,31 @@ def bench(photos: list[Path], out_dir: Path) -> dict:
 
 
 def runtimes(photos: list[Path], out_dir: Path) -> dict:
-    """Each GPU detector runtime in one run: its FP16 ensemble's accuracy and perf_analyzer at
-    ENSEMBLE_LEVELS (with Triton's statistics per model); FP32's accuracy for the first."""
+    """Each GPU detector runtime in one run (RUNTIMES: "name" or "name:N", N detector instances): its
+    FP16 ensemble's accuracy and perf_analyzer at ENSEMBLE_LEVELS (with Triton's statistics per model),
+    on one server; FP32's accuracy for the first. Each runtime's row is written as it ends
+    (runtimes.json), so a run stopped at its time limit keeps those done."""
     model = _model()
     jpegs, _ = _inputs(photos)
     report = {}
-    for runtime in os.environ.get("RUNTIMES", ",".join(GPU_TARGETS)).split(","):
+    for entry in os.environ.get("RUNTIMES", ",".join(GPU_TARGETS)).split(","):
+        runtime, _, instances = entry.partition(":")
         repository = {p: REPOSITORY[p] if runtime == RUNTIME else _repository(runtime, p) for p in ("fp16", "fp32")}
-        row = {"fp16": ensemble_accuracy(photos, out_dir, repository["fp16"])}
-        print(runtime, "fp16", row["fp16"]["match"], flush=True)
-        if runtime == GPU_TARGETS[0]:
-            row["fp32"] = ensemble_accuracy(photos, out_dir, repository["fp32"])
-            print(runtime, "fp32", row["fp32"]["match"], flush=True)
+        if instances:
+            repository["fp16"] = _with_settings(_repository(runtime, "fp16"), 0, int(instances))
+        row = {}
+        if runtime == GPU_TARGETS[0] and not instances:
+            with served(out_dir, repository["fp32"]) as url:
+                row["fp32"] = ensemble_accuracy(photos, url)
+            print(entry, "fp32", row["fp32"]["match"], flush=True)
         with served(out_dir, repository["fp16"]) as url:
+            row["fp16"] = ensemble_accuracy(photos, url)
+            print(entry, "fp16", row["fp16"]["match"], flush=True)
             for c in ENSEMBLE_LEVELS:
                 row[str(c)], row["command"] = _perf(url, model, jpegs, c, ["image:1"], out_dir)
-                print(runtime, c, {k: v for k, v in row[str(c)].items() if k != "triton_statistics"}, flush=True)
-        report[runtime] = row
+                print(entry, c, {k: v for k, v in row[str(c)].items() if k != "triton_statistics"}, flush=True)
+        report[entry] = row
+        (out_dir / "runtimes.json").write_text(json.dumps(report, indent=1))
     return report
 
 
@@ -618,17 +633,19 @@ def network(photos: list[Path]) -> dict:
 
 def decoders(photos: list[Path], out_dir: Path) -> dict:
     """The FP16 ensemble with nvImageCodec's hardware JPEG decoder left out (GPUs without one, such as
-    the RTX A6000): preprocess's parameter decoders = the CUDA and hybrid decoders only."""
+    the RTX A6000): the parameter decoders of the model that decodes (preprocess, or pytorch-gpu's
+    detector) = the CUDA and hybrid decoders only."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
     repo = SCRATCH / "no_hardware_decoder"
     shutil.rmtree(repo, ignore_errors=True)
     shutil.copytree(REPOSITORY["fp16"], repo)
-    path = repo / "preprocess" / "config.pbtxt"
-    config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-    config.parameters["decoders"].string_value = "GPU_ONLY,HYBRID_CPU_GPU"
-    path.write_text(text_format.MessageToString(config, as_utf8=True))
+    for path in repo.glob("*/config.pbtxt"):
+        config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+        if config.name == "preprocess" or "preprocess_device" in config.parameters:
+            config.parameters["decoders"].string_value = "GPU_ONLY,HYBRID_CPU_GPU"
+            path.write_text(text_format.MessageToString(config, as_utf8=True))
     jpegs, _ = _inputs(photos)
     rows = {}
     with served(out_dir, repo) as url:
@@ -636,7 +653,8 @@ def decoders(photos: list[Path], out_dir: Path) -> dict:
             rows[str(c)] = _perf(url, _model(), jpegs, c, ["image:1"], out_dir)[0]
             print("no hardware decoder", c, {k: v for k, v in rows[str(c)].items() if k != "triton_statistics"})
     log = (out_dir / "tritonserver.log").read_text(errors="replace").splitlines()
-    return {"rows": rows, "preprocess_log": [line for line in log if "preprocess:" in line][-2:]}
+    decoding = [line for line in log if "preprocess:" in line or "decoding and letterboxing" in line]
+    return {"rows": rows, "preprocess_log": decoding[-2:]}
 
 
 def readonly_home(photos: list[Path]) -> dict:

@@ -1,11 +1,11 @@
 """Here: benchmarks/results/<gpu>/summary.json from a device run's gpu_checks.json (its runtimes step).
 
-    python3 tests/device/summary.py benchmarks/results/h100/run13_final.json [OTHER_RUNTIMES_RUN.json]
+    python3 tests/device/summary.py benchmarks/results/h100/run14_final.json [OTHER_RUNTIMES_RUN.json]
 
-Every figure of the summary comes from the first file (one run, one machine, one date); the second
-adds the other GPU runtime's ensemble (onnxruntime-gpu), measured with the same code in another run
-on the same machine kind, beside it and not in any ratio. What the run did not measure is null and
-named in `not_measured`.
+Every figure of the summary comes from the first file (one run, one machine, one date; its `chosen`
+runtime, else its first), the other runtimes of that run beside it; the second file adds another
+run's runtimes (onnxruntime-gpu), measured with the same code on the same machine kind, beside it and
+not in any ratio. What the run did not measure is null and named in `not_measured`.
 """
 
 import json
@@ -37,7 +37,8 @@ def _match(result: dict) -> dict:
 
 def main():
     run = json.loads(Path(sys.argv[1]).read_text())
-    runtime, row = next(iter(run["runtimes"].items()))
+    measured = run.get("chosen", next(iter(run["runtimes"])))  # the runtime the summary is about
+    row = run["runtimes"][measured]
     by_concurrency = _levels(row)
     best_level = max(by_concurrency, key=lambda c: by_concurrency[c]["img_s"] or 0)
     ensemble = by_concurrency[best_level]["img_s"]
@@ -48,7 +49,8 @@ def main():
     summary = {
         "date": run["date"],
         "gpu": run["gpu"].split(",")[0],
-        "runtime": runtime,
+        "runtime": run.get("runtime", measured),
+        "measured_as": measured,
         "precision": "fp16",
         "settings": {
             "preprocess_instances": int(run["settings"].split(",")[0]),
@@ -73,9 +75,15 @@ def main():
         else {
             "requests": soak["requests"],
             "wrong": len(soak["wrong"]),
+            "differing": soak["differing"],
+            "seconds": soak["seconds"],
             "gpu_memory_growth_pct": round(soak["growth_percent"]["gpu"], 2),
             "server_rss_growth_pct": round(soak["growth_percent"]["server_rss"], 2),
+            "stubs_rss_growth_pct": round(soak["growth_percent"]["stubs_rss"], 2),
         },
+        "without_hardware_decoder": None
+        if not run.get("decoders")
+        else {"ensemble_by_concurrency": _levels(run["decoders"]["rows"]), "log": run["decoders"]["preprocess_log"]},
         "ratios": {
             "ensemble_over_ultralytics": round(ensemble / ultralytics, 2),
             "ensemble_over_bare_network": round(ensemble / bare, 3),
@@ -91,13 +99,15 @@ def main():
         ],
         "commands": {"run": run["command"], "perf_analyzer": row["command"]},
     }
-    if len(sys.argv) > 2:
-        other = json.loads(Path(sys.argv[2]).read_text())
-        summary["other_runtimes"] = {
-            name: {"date": other["date"], "ensemble_by_concurrency": _levels(r), "match": _match(r["fp16"])}
-            for name, r in other["runtimes"].items()
-            if name != runtime
-        }
+    summary["other_runtimes"] = {}
+    for other in [run, *(json.loads(Path(f).read_text()) for f in sys.argv[2:])]:
+        for name, r in other["runtimes"].items():
+            if name != measured and name not in summary["other_runtimes"]:  # this run's first
+                summary["other_runtimes"][name] = {
+                    "date": other["date"],
+                    "ensemble_by_concurrency": _levels(r),
+                    "match": _match(r["fp16"]),
+                }
     out = Path(sys.argv[1]).with_name("summary.json")
     out.write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k not in ("ultralytics", "network_by_batch")}, indent=1))
