@@ -1,6 +1,6 @@
 """A batch of requests' encoded rows -> per request its letterboxed images and letterbox rows, or the
-ImageError naming its bad row: what the `preprocess` model does for every GPU and CPU target, and the
-`pytorch-gpu-inprocess` detector inside its own execution.
+ImageError naming its bad row: what the `preprocess` model does for the other targets, and the
+`pytorch-gpu` detector inside its own execution.
 
 On the GPU (nvImageCodec + CuPy, gpu_preprocessing.py) the images are a CuPy array in GPU memory;
 on the CPU (OpenCV, preprocessing.py) a NumPy array. The letterbox rows are NumPy either way.

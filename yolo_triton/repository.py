@@ -3,12 +3,12 @@
 For each chosen variant it writes three models, configs from yolo_triton.model_config:
 
     preprocess              Python: encoded bytes -> letterboxed UINT8 + letterbox params (shared);
-                            on the GPU (nvImageCodec + CuPy) for every GPU target, else OpenCV
+                            on the GPU (nvImageCodec + CuPy) for the GPU targets, else OpenCV
     <variant>_detector      the graph of yolo_triton/export/create_onnx.py (NMS and box mapping inside), run by
                             the target (yolo_triton.targets)
     <variant>               ensemble: image -> preprocess -> detector -> num_dets, det_boxes, ...
 
-(pytorch-gpu-inprocess: no preprocess model; its detector takes the encoded images and the
+(pytorch-gpu: no preprocess model; its detector takes the encoded images and the
 ensemble is image -> detector.)
 
 The folder holds all it needs and nothing that points back here: a stock Triton of the pinned

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from tritonclient.grpc import model_config_pb2
 
@@ -22,10 +22,10 @@ GPU_PREPROCESS_INSTANCES = 4  # preprocess alone at 256 in flight: 1,282 images/
 GPU_DETECTOR_INSTANCES = (
     1  # onnxruntime-gpu alone at 128-256 in flight: 1,085-1,107 images/s with 1, 856-883 with 2 (one GPU)
 )
-# pytorch-gpu: two instances overlap one's per-request work in Python with the other's CUDA graphs; the
-# ensemble at 256 / 512 in flight on an H100, preprocess x4: 1,389 / 1,410 images/s with one detector
-# instance, 1,767 / 1,803 with two (benchmarks/results/h100/run12_tuning.json)
-PYTORCH_DETECTOR_INSTANCES = 2
+# pytorch-gpu: each instance decodes, letterboxes and runs the network in its own process; four overlap
+# one's work in Python with the others' on the GPU. The ensemble on an H100, concurrency 256 / 512:
+# 2,303 / 2,450 images/s with two instances, 2,964 / 3,139 with four (benchmarks/results/h100/run14_final.json)
+PYTORCH_DETECTOR_INSTANCES = 4
 GPU_PREFER_NHWC = "0"  # ONNX Runtime's NHWC convolutions, FP16 graph at batch 128: 1,442 images/s, NCHW 1,804
 # On the CPU two instances each (benchmarks/RESULTS.md, "Tail latency at low load"): with one, a
 # request arriving while it finishes the previous one waits up to Triton 2.51's dynamic batcher's
@@ -76,30 +76,28 @@ def padded_batch_sizes(max_batch_size: int) -> tuple[int, ...]:
     return (*sizes, max_batch_size) if max_batch_size > 1 else (1,)
 
 
-def _gpu_python_parameters(v: Variant) -> dict[str, str]:
-    """Of a GPU detector in a Python model: inputs wherever they are (GPU memory from preprocess), and
-    its batch sizes."""
+def onnxruntime_gpu_parameters(v: Variant, precision: str) -> dict[str, str]:
+    """The config parameters of a model run by onnxruntime_gpu_detector.py: inputs wherever they are
+    (GPU memory from preprocess), its batch sizes and layout."""
     return {
         "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
         "batch_sizes": ",".join(map(str, padded_batch_sizes(v.max_batch_size))),
+        "prefer_nhwc": GPU_PREFER_NHWC,
     }
 
 
-def onnxruntime_gpu_parameters(v: Variant, precision: str) -> dict[str, str]:
-    """The config parameters of a model run by onnxruntime_gpu_detector.py."""
-    return {**_gpu_python_parameters(v), "prefer_nhwc": GPU_PREFER_NHWC}
-
-
 def pytorch_gpu_parameters(v: Variant, precision: str) -> dict[str, str]:
-    """The config parameters of a model run by pytorch_detector.py: its precision and the variant's
-    fields (thresholds, K, head kind) that the post-processing follows."""
-    fields = {k: val for k, val in asdict(v).items() if k != "class_names"}
-    return {**_gpu_python_parameters(v), "precision": precision, "variant": json.dumps(fields)}
-
-
-def pytorch_gpu_inprocess_parameters(v: Variant, precision: str) -> dict[str, str]:
-    """pytorch_gpu_parameters, and where the detector decodes and letterboxes (the GPU, as preprocess would)."""
-    return {**pytorch_gpu_parameters(v, precision), "preprocess_device": GPU.name}
+    """The config parameters of a model run by pytorch_detector.py: its batch sizes, precision, the
+    variant's fields (thresholds, K, head kind) that the post-processing follows, and where it decodes
+    and letterboxes (the GPU)."""
+    # the weights are the model.pt beside model.py: no path of the machine that wrote the repository
+    fields = {**{k: val for k, val in asdict(v).items() if k != "class_names"}, "weights": "model.pt"}
+    return {
+        "batch_sizes": ",".join(map(str, padded_batch_sizes(v.max_batch_size))),
+        "precision": precision,
+        "variant": json.dumps(fields),
+        "preprocess_device": GPU.name,
+    }
 
 
 @dataclass(frozen=True)
@@ -168,21 +166,6 @@ TENSORRT_IN_ONNXRUNTIME = model_config_pb2.ModelOptimizationPolicy(
     )
 )
 
-PYTORCH_GPU = Target(
-    "pytorch-gpu",
-    "PyTorch in a Python model: Ultralytics' network as one CUDA graph per batch size, NMS for the"
-    " whole batch on the GPU, input from GPU memory by DLPack: a CUDA GPU whose driver runs pip's"
-    " PyTorch (make serve)",
-    nms=None,
-    precision="fp16",
-    runtime=PYTHON,
-    device=GPU,
-    source="pytorch_detector.py",
-    artifact="model.pt",
-    parameters=pytorch_gpu_parameters,
-    detector_instances=PYTORCH_DETECTOR_INSTANCES,
-)
-
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
@@ -206,13 +189,19 @@ TARGETS: dict[str, Target] = {
             source="onnxruntime_gpu_detector.py",
             parameters=onnxruntime_gpu_parameters,
         ),
-        PYTORCH_GPU,
-        replace(
-            PYTORCH_GPU,
-            name="pytorch-gpu-inprocess",
-            description="pytorch-gpu with the decoding and letterboxing in the detector's own Python model: the"
-            " images go to the network in GPU memory within one process, no hand-off tensors between models",
-            parameters=pytorch_gpu_inprocess_parameters,
+        Target(
+            "pytorch-gpu",
+            "PyTorch in a Python model that also decodes and letterboxes (nvImageCodec + CuPy, handed to PyTorch"
+            " by DLPack in the same process): Ultralytics' network as one CUDA graph per batch size, NMS for the"
+            " whole batch on the GPU: a CUDA GPU whose driver runs pip's PyTorch (make serve)",
+            nms=None,
+            precision="fp16",
+            runtime=PYTHON,
+            device=GPU,
+            source="pytorch_detector.py",
+            artifact="model.pt",
+            parameters=pytorch_gpu_parameters,
+            detector_instances=PYTORCH_DETECTOR_INSTANCES,
             preprocesses=True,
         ),
         Target(

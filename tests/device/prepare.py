@@ -29,7 +29,7 @@ from yolo_triton.repository import write_repository  # noqa: E402
 OUT = ROOT / "build" / "device"
 MODEL = "yolov11_nano"
 RECT_MAX_BATCH = 64
-GPU_TARGETS = ("pytorch-gpu", "onnxruntime-gpu", "pytorch-gpu-inprocess")  # the default of make serve on a GPU first
+GPU_TARGETS = ("pytorch-gpu", "onnxruntime-gpu")  # the default of make serve on a GPU first
 
 
 def main():

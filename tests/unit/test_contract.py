@@ -18,6 +18,7 @@ from yolo_triton.targets import (
     GPU_PREFER_NHWC,
     GPU_PREPROCESS_INSTANCES,
     GPU_QUEUE_DELAY_US,
+    PYTORCH_DETECTOR_INSTANCES,
     TARGETS,
 )
 
@@ -97,7 +98,7 @@ def test_ensemble_config_is_the_contract(name):
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_an_ensemble_whose_detector_preprocesses_is_one_step(name):
     v = VARIANTS[name]
-    (only,) = _parse(ensemble_config(v, "pytorch-gpu-inprocess")).ensemble_scheduling.step
+    (only,) = _parse(ensemble_config(v, "pytorch-gpu")).ensemble_scheduling.step
     assert only.model_name == v.detector
     assert dict(only.input_map) == {"image": "image"}
     assert dict(only.output_map) == {s.name: s.name for s in v.outputs}
@@ -195,26 +196,31 @@ def test_preprocess_config_serves_every_variant():
 @pytest.mark.parametrize("target", ["onnxruntime-gpu", "pytorch-gpu"])
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_gpu_python_detector_config(name, target):
-    """GPU detectors in a Python model: GPU inputs stay in GPU memory; one ONNX Runtime session or
-    CUDA graph per batch size, up to the max; PyTorch's also gets the precision and the variant's fields."""
+    """GPU detectors in a Python model: one ONNX Runtime session or CUDA graph per batch size, up to the
+    max. ONNX Runtime's inputs stay in GPU memory; PyTorch's are the encoded images, decoded on the GPU,
+    and it also gets the precision and the variant's fields."""
     v = VARIANTS[name]
     config = _parse(detector_config(v, target, precision="fp32"))
     parameters = {k: p.string_value for k, p in config.parameters.items()}
-    assert parameters["FORCE_CPU_ONLY_INPUT_TENSORS"] == "no"
     sizes = [int(b) for b in parameters["batch_sizes"].split(",")]
     assert sizes[0] == 1 and sizes[-1] == v.max_batch_size and sizes == sorted(set(sizes))
     assert all(b <= 2 * a for a, b in zip(sizes, sizes[1:]))  # at most half of a padded batch is padding
     assert [(g.kind, g.count) for g in config.instance_group] == [
         (model_config_pb2.ModelInstanceGroup.KIND_GPU, TARGETS[target].instances)
     ]
-    assert TARGETS[target].instances == (GPU_DETECTOR_INSTANCES if target == "onnxruntime-gpu" else 2)
     if target == "onnxruntime-gpu":
+        assert TARGETS[target].instances == GPU_DETECTOR_INSTANCES
+        assert parameters["FORCE_CPU_ONLY_INPUT_TENSORS"] == "no"
         assert parameters["prefer_nhwc"] == GPU_PREFER_NHWC
     else:
+        assert TARGETS[target].instances == PYTORCH_DETECTOR_INSTANCES
+        assert [i.name for i in config.input] == ["image"]
+        assert parameters["preprocess_device"] == "gpu"
         assert parameters["precision"] == "fp32"
         fields = json.loads(parameters["variant"])
+        assert fields["weights"] == "model.pt"  # beside model.py, not a path of the writing machine
         assert Variant(**fields, class_names=v.class_names) == replace(
-            v, **{k: fields[k] for k in ("preferred_batch_sizes",)}
+            v, **{k: fields[k] for k in ("preferred_batch_sizes", "weights")}
         )
 
 

@@ -1,26 +1,23 @@
-"""Triton Python-backend model `<variant>_detector` in PyTorch (yolo_triton/torch_detector.py):
-Ultralytics' network from the weights beside this file (`model.pt`), one CUDA graph per batch size
-captured and warmed in initialize(), then NMS and the mapping to original pixels for the whole batch
-on the GPU, with the meaning of the ONNX detector graph.
+"""Triton Python-backend model `<variant>_detector` in PyTorch (yolo_triton/torch_detector.py), target
+pytorch-gpu: the encoded `image` rows in, the detections out. It decodes and letterboxes the images
+itself (yolo_triton/batch_preprocessing.py, as the preprocess model of the other targets does; config
+parameter `preprocess_device`), then runs Ultralytics' network from the weights beside this file
+(`model.pt`) as one CUDA graph per batch size, captured and warmed in initialize(), then NMS and the
+mapping to original pixels for the whole batch on the GPU, with the meaning of the ONNX detector graph.
 
-- pytorch-gpu: the `images` batch from `preprocess` stays in GPU memory: the config sets
-  FORCE_CPU_ONLY_INPUT_TENSORS "no", each request's tensor is viewed by DLPack and copied device to
-  device into the graph's input; a tensor from host memory (a client calling the detector directly)
-  is copied up. On a host of several GPUs a tensor may come from preprocess on another GPU than this
-  instance's (Triton hands an input over where it was made): PyTorch's copy_ across devices copies
-  it, after the work queued on this instance's stream and before what follows there (events on both
-  devices' streams). The letterbox rows come from host memory.
-- pytorch-gpu-inprocess (config parameter `preprocess_device`): the encoded `image` rows come in and
-  are decoded and letterboxed here (yolo_triton/batch_preprocessing.py, as the preprocess model does),
-  the images viewed by DLPack from CuPy's GPU memory: no tensor crosses between models. A row that
-  does not decode fails its own request; the other requests of the execution are answered.
+- The images pass from CuPy's GPU memory to PyTorch by DLPack, without a copy: no tensor crosses
+  between models (Triton's Python backend hands a GPU tensor from one model to the next at about 2 ms
+  per response and 0.5 ms per request on an H100, which bounded the ensemble of a separate preprocess
+  model at 1,782 images/s; benchmarks/RESULTS.md).
+- A row that does not decode fails its own request; the other requests of the execution are answered.
 - One graph replay per execution (per image shape: rect requests of several shapes run eagerly one
   shape after another), for all requests together, padded up to the next batch size of the config
   parameter `batch_sizes`. Config parameters: `precision` (fp16, fp32), `variant` (the variant's
   fields, JSON: thresholds, K, head kind).
 - The outputs (about 2.4 KB an image) come back to host memory in one copy per call of the network
   and are split per request: Triton sends them to the client from host memory anyway.
-- An instance of KIND_CPU runs the same on the CPU, eagerly.
+- An instance of KIND_CPU (with `preprocess_device` cpu) runs the same on the CPU: OpenCV, the network
+  eagerly.
 """
 
 import gc
@@ -32,11 +29,10 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-from yolo_triton.contract import IMAGE_INPUT, LETTERBOX_PARAMS, Variant, letterboxed_images
+from yolo_triton.batch_preprocessing import BatchPreprocessor
+from yolo_triton.contract import IMAGE_INPUT, Variant
 from yolo_triton.preprocessing import ImageError
 from yolo_triton.torch_detector import Detector
-
-IMAGES = letterboxed_images(640).name  # the name, whatever the size
 
 
 def _tensor(images) -> torch.Tensor:
@@ -52,17 +48,13 @@ class TritonPythonModel:
         self.variant = Variant(**json.loads(parameters["variant"]))
         on_gpu = args["model_instance_kind"] == "GPU"
         self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if on_gpu else "cpu")
-        self.preprocess = None
-        if "preprocess_device" in parameters:
-            from yolo_triton.batch_preprocessing import BatchPreprocessor
-
-            self.preprocess = BatchPreprocessor(
-                self.variant.imgsz,
-                self.variant.rect,
-                parameters["preprocess_device"],
-                parameters.get("decoders"),
-                self.device.index or 0,
-            )
+        self.preprocess = BatchPreprocessor(
+            self.variant.imgsz,
+            self.variant.rect,
+            parameters["preprocess_device"],
+            parameters.get("decoders"),
+            self.device.index or 0,
+        )
         if on_gpu:
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN's fastest algorithms, chosen once
@@ -82,8 +74,7 @@ class TritonPythonModel:
         if on_gpu:
             self.stream.synchronize()
         graphs = f"one CUDA graph per batch size {sorted(self.detector.graphs)}" if self.detector.graphs else "eager"
-        if self.preprocess is not None:
-            graphs += f", decoding and letterboxing on the {self.preprocess.where}"
+        graphs += f", decoding and letterboxing on the {self.preprocess.where}"
         # what loading made (PyTorch, Ultralytics, CuPy: millions of objects) stays out of every later
         # garbage collection, whose full scans of it paused executions by milliseconds
         gc.collect()
@@ -92,21 +83,8 @@ class TritonPythonModel:
             f"{config['name']}: PyTorch {torch.__version__} on {self.device}, {parameters['precision']}, {graphs}"
         )
 
-    def _images(self, tensor) -> torch.Tensor:
-        if tensor.is_cpu():
-            return torch.from_numpy(tensor.as_numpy())
-        return torch.from_dlpack(tensor.to_dlpack())  # GPU memory from preprocess, no copy
-
     def _inputs(self, requests) -> list:
         """Per request (its images, its letterbox rows), or the ImageError of its first bad row."""
-        if self.preprocess is None:
-            return [
-                (
-                    self._images(pb_utils.get_input_tensor_by_name(r, IMAGES)),
-                    pb_utils.get_input_tensor_by_name(r, LETTERBOX_PARAMS.name).as_numpy(),
-                )
-                for r in requests
-            ]
         rows = [pb_utils.get_input_tensor_by_name(r, IMAGE_INPUT.name).as_numpy().reshape(-1) for r in requests]
         return [o if isinstance(o, ImageError) else (_tensor(o[0]), o[1]) for o in self.preprocess(rows)]
 
