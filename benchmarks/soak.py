@@ -12,8 +12,8 @@ exactly as it got them alone at the start (every detection scoring 0.01 above co
 same class, score within 0.005, box within 1 px), or, when not exactly, no more like any other
 photo's answer than like its own, by class and IoU >= 0.5 (`differing`: batches of other sizes
 may move pixels or scores a little on the GPU). A lost, duplicated or swapped answer is `wrong`.
-Memory: tritonserver's RSS, its Python-backend stubs' RSS and (with
-nvidia-smi) GPU 0's used memory, sampled every second; growth compares the mean of
+Memory: tritonserver's RSS, its Python-backend stubs' RSS and (with nvidia-smi) GPU 0's used
+memory and the server's and the stubs' GPU memory, sampled every second; growth compares the mean of
 the last tenth of the samples with the mean of the tenth just after warm-up (the first quarter
 of the requests, --warmup: the stubs' shared-memory regions and ONNX Runtime's arenas reach
 their size for the largest batches first).
@@ -40,8 +40,18 @@ BAD_PAYLOADS = {
 BAD_MESSAGES = {"empty": "empty input", "random": "cannot decode", "truncated": "truncated JPEG"}
 
 
+def _nvidia_smi(query: str) -> list[list[str]]:
+    """Rows of an nvidia-smi CSV query (no header, no units)."""
+    out = subprocess.run(
+        ["nvidia-smi", query, "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10, check=True
+    ).stdout
+    return [[field.strip() for field in line.split(",")] for line in out.strip().splitlines()]
+
+
 def memory(server_pid: int) -> dict[str, float]:
-    """MiB: the server's RSS, its stubs' RSS (summed) and, where nvidia-smi runs, GPU 0's used memory."""
+    """MiB: the server's RSS, its stubs' RSS (summed) and, where nvidia-smi runs, GPU 0's used memory
+    and the GPU memory of the server's process and of its stubs (summed over GPUs), so that a growth
+    can be put on one of them."""
     import psutil
 
     server = psutil.Process(server_pid)
@@ -51,15 +61,14 @@ def memory(server_pid: int) -> dict[str, float]:
         "stubs_rss": sum(p.memory_info().rss for p in stubs) / 2**20,
     }
     try:  # the whole GPU's used memory: the server is its only user in these runs
-        used = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-        sample["gpu"] = float(used.strip())
-    except (OSError, subprocess.SubprocessError, ValueError):
+        used = float(_nvidia_smi("--query-gpu=memory.used")[0][0])
+        by_pid = {int(pid): float(mib) for pid, mib in _nvidia_smi("--query-compute-apps=pid,used_memory")}
+        sample.update(  # all three or none: every sample has the same keys
+            gpu=used,
+            gpu_server=by_pid.get(server_pid, 0.0),
+            gpu_stubs=sum(by_pid.get(p.pid, 0.0) for p in stubs),
+        )
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         pass
     return sample
 

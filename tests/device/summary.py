@@ -80,6 +80,11 @@ def main():
             "gpu_memory_growth_pct": round(soak["growth_percent"]["gpu"], 2),
             "server_rss_growth_pct": round(soak["growth_percent"]["server_rss"], 2),
             "stubs_rss_growth_pct": round(soak["growth_percent"]["stubs_rss"], 2),
+            **{  # whose GPU memory grew, where the run sampled it per process
+                f"{k}_growth_pct": round(soak["growth_percent"][k], 2)
+                for k in ("gpu_server", "gpu_stubs")
+                if k in soak["growth_percent"]
+            },
         },
         "without_hardware_decoder": None
         if not run.get("decoders")
