@@ -65,7 +65,9 @@ class TritonPythonModel:
         weights = os.path.join(args["model_repository"], args["model_version"], "model.pt")
         with torch.cuda.stream(self.stream) if on_gpu else nullcontext():
             self.detector = Detector(weights, self.variant, self.device, parameters["precision"], sizes)
-            for size in sizes:  # the post-processing's kernels and the NMS, once per size
+            # the post-processing's kernels and the NMS, once per graph size (on the CPU, where nothing
+            # is made per size, once: a warm-up at the largest batch would cost seconds and gigabytes)
+            for size in sizes if on_gpu else sizes[:1]:
                 imgsz = self.variant.imgsz
                 self.detector(
                     torch.full((size, 3, imgsz, imgsz), 114, dtype=torch.uint8, device=self.device),
