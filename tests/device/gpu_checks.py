@@ -15,6 +15,7 @@ Steps (default: ensemble,bench):
   two-model runtimes: preprocess and detector).
 - runtimes: each of RUNTIMES ("name", or "name:N" with N detector instances) in one run: FP16
   accuracy and perf_analyzer at ENSEMBLE_LEVELS; network: yolo11n's network alone (CUDA graphs);
+  latency: one photo per execution inside one process, each stage's p50 / p99 (LATENCY_RUNS);
   decoders: the ensemble without the hardware JPEG decoder.
 - kernel: the detector graph in ONNX Runtime alone, in this process, input in GPU memory.
 - classical: client decodes and letterboxes (OpenCV), FP32 tensor over gRPC to the same FP16
@@ -593,7 +594,9 @@ def multi_gpu(photos: list[Path], out_dir: Path) -> dict:
 def network(photos: list[Path]) -> dict:
     """yolo11n's network alone in PyTorch (FP16, channels_last, Ultralytics' fused module), one CUDA
     graph per batch size, input already in GPU memory: the ceiling of the detector stage. Also the
-    whole PyTorch detector (graph, NMS, box mapping) per batch, as the served model runs it."""
+    whole PyTorch detector per batch, as the served model runs it (the graph with the post-processing
+    in it, the outputs copied to host memory), and with the post-processing run eagerly after the
+    network's graph instead."""
     sys.path[:0] = ["/opt/ultra", "/opt/torchshim"]
     import torch
 
@@ -621,14 +624,88 @@ def network(photos: list[Path]) -> dict:
 
         def whole():
             detector(images[:size], letterbox[:size])
-            torch.cuda.synchronize()
+
+        def eager_postprocessing():  # the network's graph, then postprocess() eagerly (before 2026-12-06)
+            _graph_then_eager(detector, images[:size], letterbox[:size])
 
         rows[str(size)] = {
             "network_cuda_graph_img_s": round(_rate(replay, size, 2.0), 1),
             "detector_img_s": round(_rate(whole, size, 2.0), 1),
+            "detector_eager_postprocessing_img_s": round(_rate(eager_postprocessing, size, 2.0), 1),
         }
         print(size, rows[str(size)], flush=True)
     return {"torch": torch.__version__, "precision": "fp16", "rows": rows}
+
+
+def _graph_then_eager(detector, images, letterbox) -> list:
+    """The detector as it ran before its graphs held the post-processing: the network's graph, then
+    postprocess() eagerly, one copy to host memory."""
+    import torch
+
+    from yolo_triton.torch_detector import pack, postprocess, unpack
+
+    with torch.inference_mode():
+        g = detector.graphs[min(s for s in detector.graphs if s >= len(images))]
+        g.images[: len(images)].copy_(images)
+        g.graph.replay()
+        found = postprocess(g.output0[: len(images)], letterbox.cuda(), detector.variant)
+        return unpack(pack(found).cpu().numpy(), detector.variant.max_detections)
+
+
+def _percentiles(samples_ms: list[float]) -> dict:
+    return {f"p{q}_ms": round(float(np.percentile(samples_ms, q)), 3) for q in (50, 90, 99)} | {
+        "max_ms": round(max(samples_ms), 3)
+    }
+
+
+def latency(photos: list[Path]) -> dict:
+    """Concurrency 1 inside one process, as a pytorch-gpu detector instance runs an execution of one
+    photo (LATENCY_RUNS of them, the photos in turn): milliseconds of decoding (nvImageCodec), of the
+    letterbox kernel, of the detector (its graph with the post-processing, the copy out), of the same
+    with the post-processing eager after the network's graph, and of the whole execution; p50, p90,
+    p99, max. Triton's share of perf_analyzer's latency is the rest."""
+    sys.path[:0] = ["/opt/ultra", "/opt/torchshim"]
+    import torch
+
+    from yolo_triton.batch_preprocessing import BatchPreprocessor
+    from yolo_triton.targets import padded_batch_sizes
+    from yolo_triton.torch_detector import Detector
+
+    v = VARIANTS[_model()]
+    torch.backends.cudnn.benchmark = True
+    stream = torch.cuda.Stream()
+    preprocess = BatchPreprocessor(v.imgsz, False, "gpu", None, 0)
+    with torch.cuda.stream(stream):
+        detector = Detector(
+            str(DATA / "weights" / v.weights), v, torch.device("cuda:0"), "fp16", padded_batch_sizes(v.max_batch_size)
+        )
+    jpegs = [p.read_bytes() for p in photos]
+    stages = ("decode", "letterbox", "detector", "detector_eager_postprocessing", "execution")
+    times: dict[str, list[float]] = {k: [] for k in stages}
+    runs = int(os.environ.get("LATENCY_RUNS", "1000"))
+    impl = preprocess.impl
+    with torch.cuda.stream(stream):
+        for i in range(runs + 20):  # the first 20 unmeasured
+            data = jpegs[i % len(jpegs)]
+            t0 = time.perf_counter()
+            with impl.device, preprocess.stream:
+                decoded = impl.decode([data], preprocess.stream)
+                preprocess.stream.synchronize()
+                t1 = time.perf_counter()
+                batch, params = impl.letterbox(decoded, preprocess.stream)
+                preprocess.stream.synchronize()
+            t2 = time.perf_counter()
+            detector(torch.from_dlpack(batch), torch.from_numpy(params))
+            t3 = time.perf_counter()
+            _graph_then_eager(detector, torch.from_dlpack(batch), torch.from_numpy(params))
+            t4 = time.perf_counter()
+            ((images, rows),) = preprocess([[data]])  # the execution as the model runs it
+            detector(torch.from_dlpack(images), torch.from_numpy(rows))
+            t5 = time.perf_counter()
+            if i >= 20:
+                for key, ms in zip(times, ((t1 - t0), (t2 - t1), (t3 - t2), (t4 - t3), (t5 - t4))):
+                    times[key].append(ms * 1000)
+    return {"runs": runs, "precision": "fp16", **{k: _percentiles(v) for k, v in times.items()}}
 
 
 def decoders(photos: list[Path], out_dir: Path) -> dict:
@@ -1076,6 +1153,7 @@ def main():
         "rect": lambda: rect(photos, out_dir),
         "runtimes": lambda: runtimes(photos, out_dir),
         "network": lambda: network(photos),
+        "latency": lambda: latency(photos),
         "decoders": lambda: decoders(photos, out_dir),
         "readonly_home": lambda: readonly_home(photos),
         "multi_gpu": lambda: multi_gpu(photos, out_dir),

@@ -12,7 +12,8 @@ mapping to original pixels for the whole batch on the GPU, with the meaning of t
 - A row that does not decode fails its own request; the other requests of the execution are answered.
 - One graph replay per execution (per image shape: rect requests of several shapes run eagerly one
   shape after another), for all requests together, padded up to the next batch size of the config
-  parameter `batch_sizes`. Config parameters: `precision` (fp16, fp32), `variant` (the variant's
+  parameter `batch_sizes`; the graph also holds the post-processing (torch_detector.postprocess_fixed).
+  Config parameters: `precision` (fp16, fp32), `variant` (the variant's
   fields, JSON: thresholds, K, head kind).
 - The outputs (about 2.4 KB an image) come back to host memory in one copy per call of the network
   and are split per request: Triton sends them to the client from host memory anyway.
@@ -93,19 +94,7 @@ class TritonPythonModel:
     def _detect(self, images: list[torch.Tensor], letterbox: np.ndarray) -> list[np.ndarray]:
         """The four outputs of these requests' images, in host memory."""
         with torch.cuda.stream(self.stream) if self.device.type == "cuda" else nullcontext():
-            found = self.detector(images, torch.from_numpy(letterbox))
-            k = self.variant.max_detections
-            # one copy to host memory for the four outputs (num and classes are exact in FP32)
-            packed = torch.cat(
-                (found.num_dets.float(), found.det_boxes.flatten(1), found.det_scores, found.det_classes.float()), 1
-            ).cpu()
-        num, boxes, scores, classes = np.split(packed.numpy(), np.cumsum([1, 4 * k, k]), axis=1)
-        return [
-            num.astype(np.int32),
-            np.ascontiguousarray(boxes).reshape(-1, k, 4),
-            np.ascontiguousarray(scores),
-            classes.astype(np.int32),
-        ]
+            return self.detector(images, torch.from_numpy(letterbox))
 
     def execute(self, requests):
         inputs = self._inputs(requests)
