@@ -616,7 +616,7 @@ def network(photos: list[Path]) -> dict:
     letterbox = torch.tensor([[0, 0, 1, 1, IMGSZ, IMGSZ]] * 128, dtype=torch.float32)
     rows = {}
     for size in sizes:
-        graph = detector.graphs[size][0]
+        graph = detector.graphs[size].graph
 
         def replay():
             graph.replay()
