@@ -330,7 +330,6 @@ class Detector:
         parts = [images] if isinstance(images, torch.Tensor) else images
         count = sum(len(p) for p in parts)
         size = min((s for s in self.graphs if s >= count), default=None)
-        letterbox = letterbox.to(self.device, non_blocking=True)
         if size is not None:
             g = self.graphs[size]
             start = 0
@@ -338,7 +337,7 @@ class Detector:
                 g.images[start : start + len(part)].copy_(part, non_blocking=True)
                 start += len(part)
             g.images[count:].fill_(PADDING_VALUE)
-            g.letterbox[:count].copy_(letterbox)
+            letterbox = g.letterbox[:count].copy_(letterbox)  # from host memory straight into the graph's input
             g.graph.replay()
             if g.packed is not None:
                 packed = g.packed[:count].cpu().numpy()
@@ -347,4 +346,5 @@ class Detector:
             output0 = g.output0[:count]  # an image past postprocess_fixed: the batch again, eagerly
         else:
             output0 = self._forward(torch.cat([p.to(self.device, non_blocking=True) for p in parts]))
+            letterbox = letterbox.to(self.device, non_blocking=True)
         return unpack(pack(postprocess(output0, letterbox, self.variant)).cpu().numpy(), self.variant.max_detections)
