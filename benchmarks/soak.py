@@ -12,7 +12,8 @@ exactly as it got them alone at the start (every detection scoring 0.01 above co
 same class, score within 0.005, box within 1 px), or, when not exactly, no more like any other
 photo's answer than like its own, by class and IoU >= 0.5 (`differing`: batches of other sizes
 may move pixels or scores a little on the GPU). A lost, duplicated or swapped answer is `wrong`.
-Memory: tritonserver's RSS, its Python-backend stubs' RSS and (with nvidia-smi) GPU 0's used
+Memory: tritonserver's RSS (its own anonymous pages and the pages of the stubs' shared-memory
+regions apart, and those regions' mapped size), its Python-backend stubs' RSS and (with nvidia-smi) GPU 0's used
 memory and the server's and the stubs' GPU memory, sampled every second; growth compares the mean of
 the last tenth of the samples with the mean of the tenth just after warm-up (the first quarter
 of the requests, --warmup: the stubs' shared-memory regions and ONNX Runtime's arenas reach
@@ -48,16 +49,36 @@ def _nvidia_smi(query: str) -> list[list[str]]:
     return [[field.strip() for field in line.split(",")] for line in out.strip().splitlines()]
 
 
+def _server_rss_parts(pid: int) -> dict[str, float]:
+    """MiB of the server's RSS that are its own (anonymous) memory and that are pages of shared
+    memory, and the size of the stubs' shared-memory regions it maps (/dev/shm): those pages become
+    resident as the regions' allocator first reaches them, so the shared part grows up to the mapped
+    size without anything leaking, where a growth of the anonymous part is the server's own."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    mapped = 0
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[5].startswith("/dev/shm/"):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            mapped += end - start
+    return {
+        "server_rss_anon": int(status["RssAnon"].split()[0]) / 1024,
+        "server_rss_shmem": int(status["RssShmem"].split()[0]) / 1024,
+        "server_shm_mapped": mapped / 2**20,
+    }
+
+
 def memory(server_pid: int) -> dict[str, float]:
-    """MiB: the server's RSS, its stubs' RSS (summed) and, where nvidia-smi runs, GPU 0's used memory
-    and the GPU memory of the server's process and of its stubs (summed over GPUs), so that a growth
-    can be put on one of them."""
+    """MiB: the server's RSS (and its parts, _server_rss_parts), its stubs' RSS (summed) and, where
+    nvidia-smi runs, GPU 0's used memory and the GPU memory of the server's process and of its stubs
+    (summed over GPUs), so that a growth can be put on one of them."""
     import psutil
 
     server = psutil.Process(server_pid)
     stubs = [p for p in server.children(recursive=True) if "triton_python_backend_stub" in p.name()]
     sample = {
         "server_rss": server.memory_info().rss / 2**20,
+        **_server_rss_parts(server_pid),
         "stubs_rss": sum(p.memory_info().rss for p in stubs) / 2**20,
     }
     try:  # the whole GPU's used memory: the server is its only user in these runs

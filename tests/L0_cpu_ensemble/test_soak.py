@@ -18,3 +18,6 @@ def test_short_soak(triton, test_images):
     assert report.differing == 0  # on the CPU, every answer is exactly the image's answer alone
     assert report.served + report.refused == REQUESTS and report.refused == REQUESTS // 4
     assert len(report.samples) > 5 and all(s["server_rss"] > 0 and s["stubs_rss"] > 0 for _, s in report.samples)
+    # the server's RSS in its parts: its own pages, and those of the stubs' regions it maps
+    assert all(0 < s["server_rss_shmem"] <= s["server_shm_mapped"] for _, s in report.samples)
+    assert all(0 < s["server_rss_anon"] < s["server_rss"] for _, s in report.samples)
