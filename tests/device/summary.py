@@ -80,9 +80,9 @@ def main():
             "gpu_memory_growth_pct": round(soak["growth_percent"]["gpu"], 2),
             "server_rss_growth_pct": round(soak["growth_percent"]["server_rss"], 2),
             "stubs_rss_growth_pct": round(soak["growth_percent"]["stubs_rss"], 2),
-            **{  # whose GPU memory grew, where the run sampled it per process
+            **{  # whose GPU memory grew, and which part of the server's RSS, where the run sampled them
                 f"{k}_growth_pct": round(soak["growth_percent"][k], 2)
-                for k in ("gpu_server", "gpu_stubs")
+                for k in ("gpu_server", "gpu_stubs", "server_rss_anon", "server_rss_shmem")
                 if k in soak["growth_percent"]
             },
         },
