@@ -19,6 +19,16 @@ from yolo_triton.preprocessing import CpuPreprocessor, ImageError
 DEVICES = ("auto", "gpu", "cpu")
 
 
+def warm_up_frame() -> bytes:
+    """A 1920x1080 JPEG (quality 90, about 830 KB) with the fine texture of a camera frame: the
+    warm-up's image, as large in pixels and bytes as the frames most users send."""
+    height, width = 1080, 1920
+    y, x = np.mgrid[0:height, 0:width]
+    frame = np.stack([x * 255 // width, y * 255 // height, (x + y) % 256], -1).astype(np.uint8)
+    frame = cv2.add(frame, np.random.default_rng(0).integers(0, 48, frame.shape, dtype=np.uint8))
+    return cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
 def gpu_available() -> bool:
     """CuPy and nvImageCodec importable here, and a CUDA GPU (what the GPU preprocessing needs)."""
     try:
@@ -33,10 +43,17 @@ def gpu_available() -> bool:
 class BatchPreprocessor:
     """device: "auto" (the GPU when gpu_available()), "gpu" or "cpu"; decoders (GPU): nvImageCodec's
     backends, in order (None: gpu_preprocessing's default); rect: each request letterboxed alone to the
-    smallest multiple of the stride, so its images have their own height and width."""
+    smallest multiple of the stride, so its images have their own height and width; warm_up_batch
+    (GPU): the largest batch the caller will pass, decoded once at the start."""
 
     def __init__(
-        self, imgsz: int, rect: bool = False, device: str = "auto", decoders: str | None = None, device_id: int = 0
+        self,
+        imgsz: int,
+        rect: bool = False,
+        device: str = "auto",
+        decoders: str | None = None,
+        device_id: int = 0,
+        warm_up_batch: int = 1,
     ):
         if device not in DEVICES:
             raise ValueError(f"parameter device must be one of {', '.join(DEVICES)}, not {device!r}")
@@ -55,9 +72,10 @@ class BatchPreprocessor:
             warnings.filterwarnings("ignore", "This function is deprecated")
         else:
             self.impl = CpuPreprocessor(imgsz, rect)
-        # warm-up: kernel compile, decoder start, first OpenCV decode and resize
-        ok, jpeg = cv2.imencode(".jpg", np.full((480, 640, 3), 128, np.uint8))
-        self([[jpeg.tobytes()]])
+        # warm-up: kernel compile, decoder start, first OpenCV decode and resize; on the GPU a whole
+        # batch of HD frames, so that the decoders' buffers have the size of the largest batch before
+        # the first request, not grown during one
+        self([[warm_up_frame()] * (warm_up_batch if self.on_gpu else 1)])
 
     @property
     def where(self) -> str:

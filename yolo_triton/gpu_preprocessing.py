@@ -103,7 +103,9 @@ class GpuPreprocessor:
             try:
                 check(data)  # size and pixel limits before the GPU sees a byte
             except ImageError as e:
-                images[i] = e
+                # without its traceback, which holds this frame and so this list of GPU images: a
+                # reference cycle that kept every batch with a bad row until a full garbage collection
+                images[i] = e.with_traceback(None)
                 continue
             try:
                 streams.append(self.code_stream(data))
@@ -118,7 +120,7 @@ class GpuPreprocessor:
                 try:  # per-image fallback, as Ultralytics' loading: OpenCV, BGR -> RGB
                     images[i] = cp.asarray(np.ascontiguousarray(decode(data)[..., ::-1]))
                 except ImageError as e:
-                    images[i] = e
+                    images[i] = e.with_traceback(None)
         return images
 
     def letterbox(self, images: list, stream: cp.cuda.Stream) -> tuple[cp.ndarray, np.ndarray]:

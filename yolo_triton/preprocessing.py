@@ -120,7 +120,7 @@ class CpuPreprocessor:
             try:
                 images.append(decode(data))
             except ImageError as e:
-                images.append(e)
+                images.append(e.with_traceback(None))  # its traceback would hold this list (a cycle)
         return images
 
     def letterbox(self, images: list) -> tuple[np.ndarray, np.ndarray]:

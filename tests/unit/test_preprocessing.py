@@ -1,6 +1,8 @@
 """The CPU letterbox is Ultralytics' LetterBox, pixel for pixel, and its parameters map boxes back
 exactly as Ultralytics' scale_boxes does."""
 
+import gc
+
 import numpy as np
 import pytest
 from ultralytics.data.augment import LetterBox
@@ -114,3 +116,22 @@ def test_decode_applies_exif_orientation_as_ultralytics(tmp_path, test_images):
     ours = decode(path.read_bytes())
     assert ours.shape[:2] == (1280, 720)
     np.testing.assert_array_equal(ours, imread(str(path)))
+
+
+def test_bad_row_leaves_no_reference_cycle(test_images):
+    """A batch with a bad row is freed when its results are dropped, not at Python's next full garbage
+    collection: a refused row's exception kept with its traceback held the frames of the call, and with
+    them every image of the batch (on the GPU, the decoded images and the letterboxed batch)."""
+    from yolo_triton.batch_preprocessing import BatchPreprocessor
+
+    preprocess = BatchPreprocessor(640, device="cpu")
+    good = test_images[0].read_bytes()
+    gc.collect()
+    gc.disable()
+    try:
+        results = preprocess([[good, b""], [good, good[: len(good) // 3]], [good]])
+        assert [isinstance(r, ImageError) for r in results] == [True, True, False]
+        del results
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

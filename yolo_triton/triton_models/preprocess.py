@@ -35,6 +35,7 @@ class TritonPythonModel:
             parameters.get("device", "auto"),
             parameters.get("decoders"),
             int(args.get("model_instance_device_id", 0) or 0) if on_gpu_instance else 0,
+            config["max_batch_size"],
         )
         # what loading made (PyTorch, Ultralytics, CuPy: millions of objects) stays out of every later
         # garbage collection, whose full scans of it paused executions by milliseconds

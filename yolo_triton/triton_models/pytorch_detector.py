@@ -55,6 +55,7 @@ class TritonPythonModel:
             parameters["preprocess_device"],
             parameters.get("decoders"),
             self.device.index or 0,
+            config["max_batch_size"],
         )
         if on_gpu:
             torch.cuda.set_device(self.device)
