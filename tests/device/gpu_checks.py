@@ -708,6 +708,95 @@ def latency(photos: list[Path]) -> dict:
     return {"runs": runs, "precision": "fp16", **{k: _percentiles(v) for k, v in times.items()}}
 
 
+def _gpu_memory_parts() -> dict[str, float]:
+    """MiB: the GPU's used memory (this process is its only user in this step), CuPy's pool (held, and
+    in use), PyTorch's reserved memory; the rest is the CUDA context and what nvImageCodec and its
+    decoders hold."""
+    import torch
+
+    free, total = cp.cuda.runtime.memGetInfo()
+    pool = cp.get_default_memory_pool()
+    return {
+        "used": round((total - free) / 2**20, 1),
+        "cupy_pool": round(pool.total_bytes() / 2**20, 1),
+        "cupy_in_use": round(pool.used_bytes() / 2**20, 1),
+        "torch_reserved": round(torch.cuda.memory_reserved() / 2**20, 1),
+    }
+
+
+def gpu_memory(photos: list[Path]) -> dict:
+    """Where a pytorch-gpu detector instance's GPU memory goes over MEMORY_EXECUTIONS executions of
+    mixed requests (1-3 photos each, every 4th with a bad row, up to 128 images an execution, as in
+    the soak), inside one process, _gpu_memory_parts every 50 executions, in trials (MEMORY_TRIALS),
+    each with a new preprocessor: decode (nvImageCodec alone), letterbox (decode and letterbox),
+    detector (the whole execution), and name:gc (a full garbage collection after each execution)."""
+    sys.path[:0] = ["/opt/ultra", "/opt/torchshim"]
+    import gc
+
+    import torch
+
+    from yolo_triton.batch_preprocessing import BatchPreprocessor
+    from yolo_triton.preprocessing import ImageError
+    from yolo_triton.targets import padded_batch_sizes
+    from yolo_triton.torch_detector import Detector
+
+    v = VARIANTS[_model()]
+    torch.backends.cudnn.benchmark = True
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        detector = Detector(
+            str(DATA / "weights" / v.weights), v, torch.device("cuda:0"), "fp16", padded_batch_sizes(v.max_batch_size)
+        )
+    jpegs = [p.read_bytes() for p in photos]
+    executions = int(os.environ.get("MEMORY_EXECUTIONS", "500"))
+
+    def requests_of(rng) -> list:
+        requests, count = [], 0
+        stop = rng.choice([1 / 2, 1 / 8, 1 / 48])  # executions of a few, tens, ~100 images
+        while True:
+            rows = [int(k) for k in rng.integers(0, len(jpegs), 1 + int(rng.integers(0, 3)))]
+            if count + len(rows) > v.max_batch_size or (requests and rng.random() < stop):
+                return requests
+            payloads = [jpegs[k] for k in rows]
+            if rng.random() < 0.25:
+                payloads.append(payloads[0][: len(payloads[0]) // 3] if rng.random() < 0.5 else b"")
+            requests.append(payloads)
+            count += len(rows)
+
+    def decode(preprocess, requests):
+        with preprocess.impl.device, preprocess.stream:
+            preprocess.impl.decode([d for rows in requests for d in rows], preprocess.stream)
+            preprocess.stream.synchronize()
+
+    def detect(preprocess, requests):
+        outcomes = [o for o in preprocess(requests) if not isinstance(o, ImageError)]
+        if outcomes:
+            with torch.cuda.stream(stream):
+                detector(
+                    [torch.from_dlpack(o[0]) for o in outcomes],
+                    torch.from_numpy(np.concatenate([o[1] for o in outcomes])),
+                )
+
+    work = {"decode": decode, "letterbox": lambda preprocess, requests: preprocess(requests), "detector": detect}
+    report = {"executions": executions, "start": _gpu_memory_parts()}
+    for trial in os.environ.get("MEMORY_TRIALS", "decode,letterbox,detector,detector:gc").split(","):
+        name, _, collect = trial.partition(":")
+        preprocess = BatchPreprocessor(v.imgsz, False, "gpu", None, 0, warm_up_batch=v.max_batch_size)
+        rng, samples = np.random.default_rng(0), [{"execution": 0, **_gpu_memory_parts()}]
+        for i in range(1, executions + 1):
+            work[name](preprocess, requests_of(rng))
+            if collect:
+                gc.collect()
+            if i % 50 == 0:
+                samples.append({"execution": i, **_gpu_memory_parts()})
+        report[trial] = samples
+        print(trial, samples[0], samples[len(samples) // 2], samples[-1], flush=True)
+        del preprocess
+        gc.collect()
+        cp.get_default_memory_pool().free_all_blocks()
+    return report
+
+
 def decoders(photos: list[Path], out_dir: Path) -> dict:
     """The FP16 ensemble with nvImageCodec's hardware JPEG decoder left out (GPUs without one, such as
     the RTX A6000): the parameter decoders of the model that decodes (preprocess, or pytorch-gpu's
@@ -937,25 +1026,52 @@ def ultralytics(photos: list[Path], out_dir: Path) -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
+def _resident_by_mapping(pid: int, top: int = 12) -> dict[str, float]:
+    """MiB resident per mapping name of a process (/proc/PID/smaps; unnamed ones together), the
+    largest `top`: which of the server's mappings hold its RSS."""
+    resident: Counter = Counter()
+    name = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):
+            name = fields[5] if len(fields) > 5 else "[unnamed]"
+        elif fields[0] == "Rss:":
+            resident[name] += int(fields[1]) / 1024
+    return {k: round(v, 1) for k, v in resident.most_common(top)}
+
+
 def soak_gpu(photos: list[Path], out_dir: Path) -> dict:
     """benchmarks/soak.py on the FP16 GPU ensemble: mixed good and bad requests, every answer
-    checked, the server's and stubs' RSS and the GPU's memory sampled (SOAK_REQUESTS, default 100000)."""
+    checked, the server's and stubs' RSS and the GPU's memory sampled (SOAK_REQUESTS, default 100000;
+    SOAK_WARMUP, the fraction of them before memory counts, default 0.25); the server's resident
+    memory per mapping at the start and the end."""
     from benchmarks.soak import soak
 
     model = _model()
     requests = int(os.environ.get("SOAK_REQUESTS", "100000"))
     concurrency = int(os.environ.get("SOAK_CONCURRENCY", "64"))
+    warmup = float(os.environ.get("SOAK_WARMUP", "0.25"))
     with served(out_dir) as url:
         pid = int(
             subprocess.run(["pgrep", "-x", "tritonserver"], capture_output=True, text=True, check=True).stdout.split()[
                 0
             ]
         )
+        mappings = {"start": _resident_by_mapping(pid)}
         report = soak(
-            url.replace("18000", "18001"), model, [p.read_bytes() for p in photos], requests, concurrency, pid
+            url.replace("18000", "18001"),
+            model,
+            [p.read_bytes() for p in photos],
+            requests,
+            concurrency,
+            pid,
+            warmup=warmup,
         )
+        mappings["end"] = _resident_by_mapping(pid)
     print(report.summary(), flush=True)
     return {
+        "warmup": warmup,
+        "server_resident_by_mapping_mib": mappings,
         "summary": report.summary(),
         "requests": requests,
         "concurrency": concurrency,
@@ -1154,6 +1270,7 @@ def main():
         "runtimes": lambda: runtimes(photos, out_dir),
         "network": lambda: network(photos),
         "latency": lambda: latency(photos),
+        "gpu_memory": lambda: gpu_memory(photos),
         "decoders": lambda: decoders(photos, out_dir),
         "readonly_home": lambda: readonly_home(photos),
         "multi_gpu": lambda: multi_gpu(photos, out_dir),
