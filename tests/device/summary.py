@@ -1,11 +1,13 @@
 """Here: benchmarks/results/<gpu>/summary.json from a device run's gpu_checks.json (its runtimes step).
 
-    python3 tests/device/summary.py benchmarks/results/h100/run14_final.json [OTHER_RUNTIMES_RUN.json]
+    python3 tests/device/summary.py benchmarks/results/h100/run14_final.json [OTHER_RUNTIMES_RUN.json ...]
+        [--soak-from=RUN.json]
 
 Every figure of the summary comes from the first file (one run, one machine, one date; its `chosen`
 runtime, else its first), the other runtimes of that run beside it; the second file adds another
 run's runtimes (onnxruntime-gpu), measured with the same code on the same machine kind, beside it and
-not in any ratio. What the run did not measure is null and named in `not_measured`.
+not in any ratio. What the run did not measure is null and named in `not_measured`. --soak-from takes
+the soak from a later run (named in `soak.run`): the soak is in no ratio.
 """
 
 import json
@@ -36,7 +38,9 @@ def _match(result: dict) -> dict:
 
 
 def main():
-    run = json.loads(Path(sys.argv[1]).read_text())
+    soak_from = [a.partition("=")[2] for a in sys.argv[1:] if a.startswith("--soak-from=")]
+    files = [a for a in sys.argv[1:] if not a.startswith("--soak-from=")]
+    run = json.loads(Path(files[0]).read_text())
     measured = run.get("chosen", next(iter(run["runtimes"])))  # the runtime the summary is about
     row = run["runtimes"][measured]
     by_concurrency = _levels(row)
@@ -45,7 +49,7 @@ def main():
     loop = {k: v for k, v in run["ultralytics"].items() if k.endswith("_images_per_s")}
     ultralytics = max(loop.values())
     bare = run["network"]["rows"]["64"]["network_cuda_graph_img_s"]
-    soak = run.get("soak")
+    soak = json.loads(Path(soak_from[0]).read_text())["soak"] if soak_from else run.get("soak")
     summary = {
         "date": run["date"],
         "gpu": run["gpu"].split(",")[0],
@@ -73,6 +77,7 @@ def main():
         "soak": None
         if not soak
         else {
+            "run": Path(soak_from[0] if soak_from else files[0]).name,
             "requests": soak["requests"],
             "wrong": len(soak["wrong"]),
             "differing": soak["differing"],
@@ -105,7 +110,7 @@ def main():
         "commands": {"run": run["command"], "perf_analyzer": row["command"]},
     }
     summary["other_runtimes"] = {}
-    for other in [run, *(json.loads(Path(f).read_text()) for f in sys.argv[2:])]:
+    for other in [run, *(json.loads(Path(f).read_text()) for f in files[1:])]:
         for name, r in other["runtimes"].items():
             if name != measured and name not in summary["other_runtimes"]:  # this run's first
                 summary["other_runtimes"][name] = {
@@ -113,7 +118,7 @@ def main():
                     "ensemble_by_concurrency": _levels(r),
                     "match": _match(r["fp16"]),
                 }
-    out = Path(sys.argv[1]).with_name("summary.json")
+    out = Path(files[0]).with_name("summary.json")
     out.write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k not in ("ultralytics", "network_by_batch")}, indent=1))
 
