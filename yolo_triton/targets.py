@@ -24,7 +24,8 @@ GPU_DETECTOR_INSTANCES = (
 )
 # pytorch-gpu: each instance decodes, letterboxes and runs the network in its own process; four overlap
 # one's work in Python with the others' on the GPU. The ensemble on an H100, concurrency 256 / 512:
-# 2,303 / 2,450 images/s with two instances, 2,964 / 3,139 with four (benchmarks/results/h100/run14_final.json)
+# 2,303 / 2,450 images/s with two instances, 2,964 / 3,139 with four (benchmarks/results/h100/run14_final.json);
+# six against four: 3,298 / 3,600 against 3,369 / 3,559, and 10-26% less at 1 to 64 in flight (run16)
 PYTORCH_DETECTOR_INSTANCES = 4
 GPU_PREFER_NHWC = "0"  # ONNX Runtime's NHWC convolutions, FP16 graph at batch 128: 1,442 images/s, NCHW 1,804
 # On the CPU two instances each (benchmarks/RESULTS.md, "Tail latency at low load"): with one, a
